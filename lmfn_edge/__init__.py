@@ -1,0 +1,36 @@
+"""LMFN Edge: the LMFN super-resolution network from training to phones.
+
+``import lmfn_edge`` stays cheap: executorch, coremltools and torchao are imported only inside
+the functions that need them.
+"""
+
+from __future__ import annotations
+
+from .model import LMFN, MODEL_SCALES, LMFNConfig, config_for, model_name
+
+__all__ = ["LMFN", "LMFNConfig", "MODEL_SCALES", "create_model", "model_name"]
+__version__ = "0.1.0"
+
+
+def create_model(name: str, pretrained: bool = False, weights: str | None = None, **overrides) -> LMFN:
+    """Create ``lmfn_x2``, ``lmfn_x3`` or ``lmfn_x4``.
+
+    Args:
+        name: Model name.
+        pretrained: Load the weights embedded in the package (trained by this project; see
+            docs/model-card.md). Overrides are not allowed then, since they change the network.
+        weights: Path of a safetensors weights file to load instead; its scale must match.
+        **overrides: ``LMFNConfig`` fields (e.g. ``channels=16, num_blocks=2, pattern="LM"``).
+
+    Returns:
+        The model, in eval mode when weights were loaded, else freshly initialised.
+    """
+    from .weights import default_weights_path, load_weights
+
+    config = config_for(name, **overrides)
+    if pretrained or weights:
+        if overrides:
+            raise ValueError("config overrides cannot be combined with loaded weights")
+        path = weights or default_weights_path(name)
+        return load_weights(path, scale=config.scale)
+    return LMFN(config)

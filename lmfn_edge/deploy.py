@@ -1,0 +1,173 @@
+"""The deploy form: an eval-mode LMFN whose every op lowers to XNNPACK and converts to Core ML.
+
+:func:`to_deploy` returns a copy in which each training-time construct that a backend rejects is
+replaced by an exact re-expression with the same parameters (parity is tested to 1e-5):
+
+=============================  ================================================================
+training form                  deploy form
+=============================  ================================================================
+``DSConv`` (grid_sample)       :class:`~lmfn_edge.dsconv.DSConvDeploy` (slices, convs, hat sum)
+input ``repeat`` + 1x1 conv    one 1x1 conv on RGB (the repeated slices' weights summed)
+channel ``LayerNorm``          centring 1x1 conv, variance 1x1 conv, rsqrt, depthwise affine
+ceil-mode max-pool             replicate pad to a multiple of the window, then max_pool2d
+nearest upsampling             depthwise ConvTranspose2d with a ones kernel
+``PixelShuffle``               one-hot ConvTranspose2d (one subgraph also with dynamic H/W)
+=============================  ================================================================
+
+Export-friendliness lives here, in model code, rather than in export-time graph surgery.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .dsconv import DSConv, DSConvDeploy, replicate_pad
+from .model import LMFN, BSConvU, ChannelLayerNorm, PoolDSConv
+
+
+def _is_static(n) -> bool:
+    return isinstance(n, int)
+
+
+class ChannelLayerNormDeploy(nn.Module):
+    """Channel LayerNorm from 1x1 convs and elementwise ops (native_layer_norm is not delegated)."""
+
+    def __init__(self, ln: ChannelLayerNorm) -> None:
+        super().__init__()
+        c = ln.weight.numel()
+        self.center = nn.Conv2d(c, c, 1, bias=False)
+        self.center.weight.data = (torch.eye(c) - 1.0 / c).view(c, c, 1, 1)
+        self.variance = nn.Conv2d(c, 1, 1)
+        self.variance.weight.data.fill_(1.0 / c)
+        self.variance.bias.data.fill_(ln.eps)  # eps rides in the bias: one node fewer
+        self.affine = nn.Conv2d(c, c, 1, groups=c)
+        self.affine.weight.data = ln.weight.data.clone().view(c, 1, 1, 1)
+        self.affine.bias.data = ln.bias.data.clone()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.center(x)
+        return self.affine(d * torch.rsqrt(self.variance(d * d)))
+
+
+def nearest_upsampler(channels: int, factor: int) -> nn.ConvTranspose2d:
+    """Depthwise transposed conv with a ones kernel: nearest upsampling by ``factor``."""
+    up = nn.ConvTranspose2d(channels, channels, factor, stride=factor, groups=channels, bias=False)
+    up.weight.data.fill_(1.0)
+    return up
+
+
+def pixel_shuffle_conv(channels_out: int, factor: int) -> nn.ConvTranspose2d:
+    """One-hot transposed conv equal to ``PixelShuffle(factor)`` on ``channels_out * factor**2``
+    input channels; unlike pixel_shuffle it needs no rank-6 reshape, so dynamic H/W stays in one
+    XNNPACK subgraph."""
+    r = factor
+    conv = nn.ConvTranspose2d(channels_out * r * r, channels_out, r, stride=r, bias=False)
+    conv.weight.data.zero_()
+    for c in range(channels_out):
+        for i in range(r):
+            for j in range(r):
+                conv.weight.data[c * r * r + i * r + j, c, i, j] = 1.0
+    return conv
+
+
+class PoolDSConvDeploy(nn.Module):
+    """One MSM level with delegable pooling and upsampling (same result as :class:`PoolDSConv`)."""
+
+    def __init__(self, level: PoolDSConv) -> None:
+        super().__init__()
+        self.factor = level.factor
+        self.dsconv = DSConvDeploy(level.dsconv)
+        channels = level.dsconv.in_channels
+        self.up = nearest_upsampler(channels, self.factor) if self.factor > 1 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.factor
+        if f == 1:
+            return self.dsconv(x)
+        h, w = x.shape[2:]
+        # Static shapes pad exactly to the next multiple; symbolic ones pad f - 1 (a fixed
+        # amount, so no shape-dependent branch is traced) and floor-mode pooling ignores the rest.
+        # Replicated edges do not change a max, so this equals ceil-mode pooling.
+        ph = (-h) % f if _is_static(h) else f - 1
+        pw = (-w) % f if _is_static(w) else f - 1
+        y = replicate_pad(replicate_pad(x, 2, 0, ph), 3, 0, pw)
+        y = self.up(self.dsconv(F.max_pool2d(y, f, f)))
+        # Slice only when something is cut: a no-op slice becomes an alias node that splits the
+        # XNNPACK delegate.
+        if not (_is_static(h) and h % f == 0):
+            y = y.narrow(2, 0, h)
+        if not (_is_static(w) and w % f == 0):
+            y = y.narrow(3, 0, w)
+        return y
+
+
+class LMFNDeploy(nn.Module):
+    """Deploy form of :class:`~lmfn_edge.model.LMFN`; build it with :func:`to_deploy`."""
+
+    def __init__(self, model: LMFN) -> None:
+        super().__init__()
+        self.config = model.config
+        n = model.config.num_in
+        head = model.head
+        # x.repeat(1, n, 1, 1) followed by a 1x1 conv == a 1x1 conv with the n slices summed.
+        w = head.pw.weight.data
+        self.head = BSConvU(3, w.shape[0])
+        self.head.pw.weight.data = w.view(w.shape[0], n, 3, 1, 1).sum(dim=1)
+        self.head.dw.load_state_dict(head.dw.state_dict())
+        self.blocks = model.blocks
+        self.fuse = model.fuse
+        self.tail = model.tail
+        self.upsample = model.upsample
+        self.shuffle = pixel_shuffle_conv(3, model.config.scale)
+
+    @property
+    def scale(self) -> int:
+        return self.config.scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feat = self.head(x)
+        outs, y = [], feat
+        for block in self.blocks:
+            y = block(y)
+            outs.append(y)
+        y = self.tail(F.gelu(self.fuse(torch.cat(outs, dim=1)))) + feat
+        return self.shuffle(self.upsample(y))
+
+
+_SWAPS = {
+    PoolDSConv: PoolDSConvDeploy,
+    DSConv: DSConvDeploy,
+    ChannelLayerNorm: ChannelLayerNormDeploy,
+}
+
+
+def _swap_children(module: nn.Module) -> None:
+    for name, child in list(module.named_children()):
+        swap = _SWAPS.get(type(child))
+        if swap is not None:
+            setattr(module, name, swap(child))
+        else:
+            _swap_children(child)
+
+
+@torch.no_grad()
+def to_deploy(model: LMFN) -> LMFNDeploy:
+    """Return an eval-mode deploy copy of ``model`` (the original is left untouched).
+
+    The copy computes the same function (max abs difference ~1e-6 in fp32) with only ops that
+    XNNPACK delegates and coremltools converts: no grid_sample, gather, layer_norm, adaptive or
+    ceil-mode pooling, nearest upsampling, repeat, split or pixel_shuffle.
+    """
+    if isinstance(model, LMFNDeploy):
+        return copy.deepcopy(model).eval()
+    if not isinstance(model, LMFN):
+        raise TypeError(f"to_deploy expects an LMFN model, got {type(model).__name__}")
+    deployed = LMFNDeploy(copy.deepcopy(model).eval())
+    _swap_children(deployed)
+    for p in deployed.parameters():
+        p.requires_grad_(False)
+    return deployed.eval()
