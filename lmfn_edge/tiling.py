@@ -222,6 +222,26 @@ def _tile_rows(tiles: list[Tile]) -> Iterator[list[Tile]]:
     yield row
 
 
+def _emit_rows(acc: np.ndarray, wsum: np.ndarray, out: np.ndarray) -> None:
+    """Writes the first ``len(out)`` band rows, blended and rounded, into ``out`` (HxWx3)."""
+    for r0 in range(0, len(out), _EMIT_ROWS):
+        r1 = min(r0 + _EMIT_ROWS, len(out))
+        out[r0:r1] = _quantize_inplace(acc[:, r0:r1] / wsum[r0:r1]).transpose(1, 2, 0)
+
+
+def _shift_band(acc: np.ndarray, wsum: np.ndarray, done: int) -> None:
+    """Drops the first ``done`` band rows and zeroes the freed rows at the end."""
+    keep = wsum.shape[0] - done
+    # Copy in blocks of `done` rows: overlapping slices would make numpy copy the whole
+    # source first, which next to the clamped last tile row is most of the band.
+    for i in range(0, keep, done):
+        n = min(done, keep - i)
+        acc[:, i : i + n] = acc[:, done + i : done + i + n]
+        wsum[i : i + n] = wsum[done + i : done + i + n]
+    acc[:, keep:] = 0
+    wsum[keep:] = 0
+
+
 def upscale_tiled(
     run: Callable[[np.ndarray], Any],
     image: np.ndarray,
@@ -277,8 +297,7 @@ def upscale_tiled(
             for t in row:
                 patch = image[t.y0 : t.y1, t.x0 : t.x1]
                 if pad_to_tile and (t.height < tile or t.width < tile):
-                    pad = ((0, tile - t.height if t.height < tile else 0),
-                           (0, tile - t.width if t.width < tile else 0), (0, 0))
+                    pad = ((0, tile - t.height), (0, tile - t.width), (0, 0))
                     patch = np.pad(patch, pad, mode="edge")
                 x = hwc_uint8_to_chw_float(patch)[None]
                 ph, pw = x.shape[2:]
@@ -293,19 +312,8 @@ def upscale_tiled(
                     bar.update(1)
             # Rows above the next tile row's start are final; the rest stay in the band.
             done = s * ((rows[r + 1][0].y0 if r + 1 < len(rows) else height) - y0)
-            for r0 in range(0, done, _EMIT_ROWS):
-                r1 = min(r0 + _EMIT_ROWS, done)
-                rgb = _quantize_inplace(acc[:, r0:r1] / wsum[r0:r1])
-                out[s * y0 + r0 : s * y0 + r1] = rgb.transpose(1, 2, 0)
-            keep = band_h - done
-            # Shift in blocks of `done` rows: overlapping slices would make numpy copy the
-            # whole source first, which near the clamped last tile row is most of the band.
-            for i in range(0, keep, done):
-                n = min(done, keep - i)
-                acc[:, i : i + n] = acc[:, done + i : done + i + n]
-                wsum[i : i + n] = wsum[done + i : done + i + n]
-            acc[:, keep:] = 0
-            wsum[keep:] = 0
+            _emit_rows(acc, wsum, out[s * y0 : s * y0 + done])
+            _shift_band(acc, wsum, done)
     finally:
         if bar is not None:
             bar.close()
