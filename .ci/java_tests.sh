@@ -38,4 +38,19 @@ mapfile -t classes < <(cd "$module/src/test/java" && find . -name '*Test.java' |
     | sed -e 's|^\./||' -e 's|\.java$||' -e 's|/|.|g')
 [ "${#classes[@]}" -gt 0 ] || { echo "no test classes found" >&2; exit 1; }
 
-java -cp "$build/main:$build/test:$junit:$hamcrest" org.junit.runner.JUnitCore "${classes[@]}"
+log="$build/junit.log"
+status=0
+java -cp "$build/main:$build/test:$junit:$hamcrest" org.junit.runner.JUnitCore "${classes[@]}" \
+    | tee "$log" || status=$?
+
+# JUnit's own summary is "OK (N tests)" or "Tests run: N,  Failures: F"; repeat it in the
+# plain form CI logs are read for.
+if ok=$(grep -oE '^OK \([0-9]+ tests?\)' "$log"); then
+    echo "imagecore: $(grep -oE '[0-9]+' <<<"$ok") passed, 0 failed"
+elif summary=$(grep -E '^Tests run: [0-9]+, +Failures: [0-9]+' "$log"); then
+    run=$(sed -E 's/^Tests run: ([0-9]+).*/\1/' <<<"$summary")
+    failed=$(sed -E 's/.*Failures: ([0-9]+).*/\1/' <<<"$summary")
+    echo "imagecore: $((run - failed)) passed, $failed failed"
+    [ "$status" -ne 0 ] || status=1
+fi
+exit "$status"
