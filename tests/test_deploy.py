@@ -1,0 +1,57 @@
+"""The deploy form: same outputs as the training form, and only backend-friendly ops."""
+
+import pytest
+import torch
+
+from lmfn_edge import create_model
+from lmfn_edge.deploy import LMFNDeploy, to_deploy
+from lmfn_edge.dsconv import DSConv
+
+
+def _perturbed(name, seed=0, **overrides):
+    """A model whose DSConv offsets and other weights are non-trivial (untrained DSConvs are
+    straight lines, which would hide errors in the hat-sum)."""
+    torch.manual_seed(seed)
+    model = create_model(name, **overrides).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, DSConv):
+                torch.nn.init.normal_(m.offset_conv.weight, std=0.3)
+                torch.nn.init.normal_(m.offset_conv.bias, std=0.3)
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    return model
+
+
+@pytest.mark.parametrize("name", ["lmfn_x2", "lmfn_x3", "lmfn_x4"])
+def test_full_model_parity(name):
+    model = _perturbed(name)
+    deployed = to_deploy(model)
+    for size in [(37, 51), (1, 1), (12, 9)]:
+        x = torch.rand(2, 3, *size)
+        with torch.no_grad():
+            diff = (deployed(x) - model(x)).abs().max().item()
+        assert diff <= 1e-5, (size, diff)
+
+
+def test_deploy_form_contains_no_rejected_ops():
+    deployed = to_deploy(_perturbed("lmfn_x2", channels=16, num_blocks=3, pattern="LMI", kernel_size=5))
+    ep = torch.export.export(deployed, (torch.rand(1, 3, 20, 20),))
+    ops = {str(n.target) for n in ep.run_decompositions().graph.nodes if n.op == "call_function"}
+    banned = ("grid_sampler", "layer_norm", "upsample", "adaptive", "pixel_shuffle", "repeat",
+              "split", "index", "gather", "expand")
+    assert not [op for op in ops if any(b in op for b in banned)], ops
+
+
+def test_to_deploy_leaves_model_untouched_and_is_idempotent():
+    model = _perturbed("lmfn_x2", channels=16, num_blocks=2, pattern="MI", kernel_size=3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    deployed = to_deploy(model)
+    assert isinstance(deployed, LMFNDeploy) and not deployed.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    again = to_deploy(deployed)
+    x = torch.rand(1, 3, 9, 7)
+    with torch.no_grad():
+        assert torch.equal(again(x), deployed(x))
+    with pytest.raises(TypeError):
+        to_deploy(torch.nn.Conv2d(3, 3, 1))
