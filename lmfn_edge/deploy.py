@@ -29,10 +29,6 @@ from .dsconv import DSConv, DSConvDeploy, replicate_pad
 from .model import LMFN, BSConvU, ChannelLayerNorm, PoolDSConv
 
 
-def _is_static(n) -> bool:
-    return isinstance(n, int)
-
-
 class ChannelLayerNormDeploy(nn.Module):
     """Channel LayerNorm from 1x1 convs and elementwise ops (native_layer_norm is not delegated)."""
 
@@ -89,18 +85,16 @@ class PoolDSConvDeploy(nn.Module):
         if f == 1:
             return self.dsconv(x)
         h, w = x.shape[2:]
-        # Static shapes pad exactly to the next multiple; symbolic ones pad f - 1 (a fixed
-        # amount, so no shape-dependent branch is traced) and floor-mode pooling ignores the rest.
-        # Replicated edges do not change a max, so this equals ceil-mode pooling.
-        ph = (-h) % f if _is_static(h) else f - 1
-        pw = (-w) % f if _is_static(w) else f - 1
+        # Pad to the next multiple of f by replicating edges (this does not change a max, so it
+        # equals ceil-mode pooling), pool, upsample, crop back. Slices are emitted only when
+        # something is cut: a no-op slice becomes an alias node that splits the XNNPACK delegate.
+        # Symbolic sizes must be multiples of 8 (see export.py), so both amounts are provably 0.
+        ph, pw = (-h) % f, (-w) % f
         y = replicate_pad(replicate_pad(x, 2, 0, ph), 3, 0, pw)
         y = self.up(self.dsconv(F.max_pool2d(y, f, f)))
-        # Slice only when something is cut: a no-op slice becomes an alias node that splits the
-        # XNNPACK delegate.
-        if not (_is_static(h) and h % f == 0):
+        if ph:
             y = y.narrow(2, 0, h)
-        if not (_is_static(w) and w % f == 0):
+        if pw:
             y = y.narrow(3, 0, w)
         return y
 

@@ -1,0 +1,132 @@
+"""Lowering an exported LMFN program to each backend, in ExecuTorch's three visible steps.
+
+``torch.export.export`` -> ``to_edge_transform_and_lower`` (with a partitioner) ->
+``to_executorch`` for .pte files; ``coremltools.convert`` on the same ``ExportedProgram`` (with
+``run_decompositions({})``, the path coremltools 9 supports) for .mlpackage files. Heavy
+packages are imported inside the functions, so ``import lmfn_edge`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+# Graph nodes that are bookkeeping rather than compute when left outside a delegate.
+NON_COMPUTE_OPS = {"getitem", "_to_dim_order_copy", "_clone_dim_order", "alias_copy", "sym_size"}
+
+
+class ExportError(RuntimeError):
+    """An export that cannot be done as asked (missing package, unsupported combination)."""
+
+
+def _require(module: str, extra: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ExportError(f"{module} is required for this target ({exc}); install {extra}") from None
+
+
+@dataclass
+class Delegation:
+    """What a partitioner took: the numbers the acceptance tests and sidecars report."""
+
+    backend: str
+    subgraphs: int
+    delegated_nodes: int
+    non_delegated_nodes: int
+    non_delegated_ops: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def non_delegated_compute_ops(self) -> dict[str, int]:
+        return {op: n for op, n in self.non_delegated_ops.items() if not _is_bookkeeping(op)}
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["non_delegated_compute_ops"] = self.non_delegated_compute_ops
+        return d
+
+
+def _is_bookkeeping(op: str) -> bool:
+    return any(op == name or op.startswith(f"aten_{name}") or op.startswith(name) for name in NON_COMPUTE_OPS)
+
+
+def delegation_summary(graph_module: torch.fx.GraphModule, backend: str) -> Delegation:
+    """Count delegated subgraphs and list the ops left outside them."""
+    subgraphs = 0
+    delegated = 0
+    left: Counter[str] = Counter()
+    for node in graph_module.graph.nodes:
+        if node.op == "get_attr" and str(node.target).startswith("lowered_module"):
+            subgraphs += 1
+            lowered = getattr(graph_module, node.target)
+            delegated += sum(
+                1 for n in lowered.original_module.graph.nodes if n.op == "call_function"
+            )
+        elif node.op == "call_function":
+            if "executorch_call_delegate" in str(node.target):
+                continue
+            name = getattr(node.target, "__name__", str(node.target))
+            left[name.split(".")[0] if name.startswith("aten") else name] += 1
+    return Delegation(backend, subgraphs, delegated, sum(left.values()), dict(sorted(left.items())))
+
+
+def lower_to_executorch(ep: torch.export.ExportedProgram, backend: str):
+    """Lower to a .pte program. ``backend``: ``xnnpack``, ``portable`` or ``coreml``.
+
+    Returns:
+        ``(ExecutorchProgramManager, Delegation)``.
+    """
+    exir = _require("executorch.exir", "executorch==1.5.1")
+    partitioners = []
+    if backend == "xnnpack":
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+        partitioners = [XnnpackPartitioner()]
+    elif backend == "coreml":
+        _require("coremltools", "executorch==1.5.1 (brings coremltools 9.0)")
+        import coremltools as ct
+        from executorch.backends.apple.coreml.compiler import CoreMLBackend
+        from executorch.backends.apple.coreml.partition import CoreMLPartitioner
+
+        specs = CoreMLBackend.generate_compile_specs(
+            minimum_deployment_target=ct.target.iOS17, compute_precision=ct.precision.FLOAT16
+        )
+        partitioners = [CoreMLPartitioner(compile_specs=specs)]
+    elif backend != "portable":
+        raise ExportError(f"unknown ExecuTorch backend {backend!r}")
+    edge = exir.to_edge_transform_and_lower(ep, partitioner=partitioners)
+    summary = delegation_summary(edge.exported_program().graph_module, backend)
+    return edge.to_executorch(), summary
+
+
+def convert_coreml(
+    ep: torch.export.ExportedProgram,
+    precision: str,
+    input_name: str = "lr",
+    output_name: str = "sr",
+):
+    """Convert to a Core ML ML program (iOS 17+), fp32 output in both precisions.
+
+    The input and output stay float32 tensors in [0, 1] so the program is a drop-in for the
+    .pte; with ``fp16`` the compute runs in half precision (what the Neural Engine executes).
+    """
+    _require("coremltools", "executorch==1.5.1 (brings coremltools 9.0)")
+    import coremltools as ct
+    import numpy as np
+
+    if precision not in ("fp16", "fp32"):
+        raise ExportError(f"Core ML supports fp16 and fp32 here, not {precision!r}")
+    compute = ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32
+    return ct.convert(
+        ep.run_decompositions({}),
+        convert_to="mlprogram",
+        minimum_deployment_target=ct.target.iOS17,
+        compute_precision=compute,
+        inputs=[ct.TensorType(name=input_name, dtype=np.float32)],
+        outputs=[ct.TensorType(name=output_name, dtype=np.float32)],
+        skip_model_load=True,  # loading needs macOS; conversion does not
+    )
