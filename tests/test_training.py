@@ -209,6 +209,7 @@ def test_set_values_are_parsed_and_typed():
         ("", ["model_overrides.chanels=8"], "unknown model override 'chanels'"),
         ("", ["model=lmfn_x5"], "unknown model 'lmfn_x5'"),
         ("", ["ema_decay=1.5"], "ema_decay must be in [0, 1)"),
+        ("", ["compile_mode=fast"], "compile_mode must be one of default, reduce-overhead"),
         ("", ["lr"], "--set expects key=value"),
         ("[oops\n", [], "is not valid TOML"),
     ],
@@ -258,6 +259,7 @@ def test_training_lowers_loss_and_beats_bicubic_on_held_out_image(data, tmp_path
     losses = [r["loss"] for r in read_log(tmp_path / "run") if "loss" in r]
     assert len(losses) == 10 and losses[-1] < 0.5 * losses[0]
     assert summary["val_psnr_y"] > summary["bicubic_psnr_y"] + 1.0, summary
+    assert summary["val_psnr_y_raw"] > summary["bicubic_psnr_y"] + 1.0, summary
     with Image.open(tmp_path / "run" / "curves.png") as img:
         assert img.size == (640, 440)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["ckpt.pt", "curves.png", "log.jsonl"]

@@ -64,6 +64,8 @@ class TrainConfig:
             shape match are copied, so x3/x4 can start from x2 (the upsampler differs).
         amp_bf16: bf16 autocast for the forward pass (CUDA).
         compile: ``torch.compile`` the training model.
+        compile_mode: ``torch.compile`` mode: default, reduce-overhead (CUDA graphs),
+            max-autotune or max-autotune-no-cudagraphs.
         channels_last: NHWC memory format for the model and batches (CUDA).
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
     """
@@ -89,6 +91,7 @@ class TrainConfig:
     init_from: str = ""
     amp_bf16: bool = False
     compile: bool = False
+    compile_mode: str = "default"
     channels_last: bool = False
     device: str = "auto"
 
@@ -103,6 +106,8 @@ class TrainConfig:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.compile_mode not in _COMPILE_MODES:
+            raise ConfigError(f"compile_mode must be one of {', '.join(_COMPILE_MODES)}, got {self.compile_mode!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
         self.model_config()  # fails early on a bad model name or override
@@ -123,6 +128,7 @@ class TrainConfig:
         return apply_overrides(cls(), data, source)
 
 
+_COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 _MODEL_FIELDS = {f.name: f for f in dataclasses.fields(LMFNConfig)}
 
 

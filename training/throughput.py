@@ -49,7 +49,7 @@ def measure_step(config: TrainConfig, iterations: int, warmup: int) -> dict[str,
     model = LMFN(model_config).to(device, memory_format=fmt)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = build_optimizer(model, config)
-    train_model = torch.compile(model) if config.compile else model
+    train_model = torch.compile(model, mode=config.compile_mode) if config.compile else model
     p, s, b = config.patch_size, model_config.scale, config.batch_size
     lr = torch.rand(b, 3, p, p, device=device).contiguous(memory_format=fmt)
     hr = torch.rand(b, 3, p * s, p * s, device=device)
@@ -72,7 +72,7 @@ def measure_step(config: TrainConfig, iterations: int, warmup: int) -> dict[str,
         "batch_size": b,
         "patch_size": p,
         "amp_bf16": config.amp_bf16,
-        "compile": config.compile,
+        "compile": config.compile and config.compile_mode,
         "channels_last": config.channels_last,
         "seconds_per_iteration": seconds,
         "iterations_per_s": 1.0 / seconds,
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--amp-bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--compile-mode", default="default", help="torch.compile mode, e.g. reduce-overhead")
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     parser.add_argument("--data-root", help="also time the data pipeline on this folder")
     parser.add_argument("--num-workers", type=int, default=8, help="DataLoader workers for --data-root")
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = TrainConfig(
             model=args.model, batch_size=args.batch_size, patch_size=args.patch_size, device=args.device,
-            amp_bf16=args.amp_bf16, compile=args.compile, channels_last=args.channels_last,
+            amp_bf16=args.amp_bf16, compile=args.compile, compile_mode=args.compile_mode,
+            channels_last=args.channels_last,
             num_workers=args.num_workers, decoded_cache=args.decoded_cache,
         )
         result = measure_step(config, args.iterations, args.warmup)

@@ -57,8 +57,8 @@ def train(config: TrainConfig, output_dir: str | Path, resume: bool = False, pro
     """Trains (or resumes) a run in ``output_dir``; call it the same way in every process.
 
     Returns:
-        ``step``, the last logged ``loss``, and ``val_psnr_y`` / ``bicubic_psnr_y`` when
-        validation ran (on rank 0).
+        ``step``, the last logged ``loss``, and ``val_psnr_y`` (EMA), ``val_psnr_y_raw`` and
+        ``bicubic_psnr_y`` when validation ran (on rank 0).
 
     Raises:
         ConfigError, DataError, CheckpointError: With a one-line message, before any training.
@@ -134,7 +134,7 @@ def _run(
 
     train_model: torch.nn.Module = model
     if config.compile:
-        train_model = torch.compile(train_model)
+        train_model = torch.compile(train_model, mode=config.compile_mode)
     if ctx.distributed:
         train_model = DistributedDataParallel(train_model, device_ids=[ctx.local_rank] if device.type == "cuda" else None)
 
@@ -184,8 +184,12 @@ def _run(
             count, tick = 0, time.perf_counter()
         if val_images and ((config.val_every and step % config.val_every == 0) or last):
             summary["val_psnr_y"] = validate(ema, val_images, scale, device)
-            log.write({"step": step, "val_psnr_y": summary["val_psnr_y"]})
-            bar.write(f"step {step}: val PSNR-Y {summary['val_psnr_y']:.2f} dB (bicubic {summary['bicubic_psnr_y']:.2f})")
+            # The raw weights too: early in a run the EMA still mostly holds the initial weights.
+            summary["val_psnr_y_raw"] = validate(model, val_images, scale, device)
+            model.train()
+            log.write({"step": step, "val_psnr_y": summary["val_psnr_y"], "val_psnr_y_raw": summary["val_psnr_y_raw"]})
+            bar.write(f"step {step}: val PSNR-Y {summary['val_psnr_y']:.2f} dB EMA, {summary['val_psnr_y_raw']:.2f} "
+                      f"raw (bicubic {summary['bicubic_psnr_y']:.2f})")
         if (config.ckpt_every and step % config.ckpt_every == 0) or last:
             _save(output_dir / CHECKPOINT_NAME, ctx, config, model, ema, optimizer, step, len(pairs))
             if ctx.is_main:
