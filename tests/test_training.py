@@ -360,9 +360,10 @@ def test_throughput_reports_rates(capsys):
 
 def test_plot_draws_loss_and_psnr(tmp_path):
     records = [{"step": 0, "bicubic_psnr_y": 30.0}] + [{"step": s, "loss": 1.0 / s} for s in range(1, 50)]
-    records += [{"step": 25, "val_psnr_y": 28.0}, {"step": 49, "val_psnr_y": 31.0}]
+    records += [{"step": 25, "val_psnr_y": 28.0, "val_psnr_y_raw": 29.0}, {"step": 49, "val_psnr_y": 31.0, "val_psnr_y_raw": 31.5}]
     plot_log(records, tmp_path / "c.png")
     with Image.open(tmp_path / "c.png") as img:
         pixels = np.asarray(img.convert("RGB"))
     assert (np.abs(pixels.astype(int) - [31, 119, 180]).sum(-1) == 0).any()  # loss curve drawn
-    assert (np.abs(pixels.astype(int) - [214, 39, 40]).sum(-1) == 0).any()  # PSNR curve drawn
+    assert (np.abs(pixels.astype(int) - [214, 39, 40]).sum(-1) == 0).any()  # EMA PSNR curve drawn
+    assert (np.abs(pixels.astype(int) - [255, 160, 60]).sum(-1) == 0).any()  # raw PSNR curve drawn

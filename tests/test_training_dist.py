@@ -29,6 +29,14 @@ SETS = ["iterations=3", "patch_size=12", "batch_size=4", "ckpt_every=1", "log_ev
         "model_overrides.channels=8"]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # two threads on a shared 2-core machine spin-wait on each other
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def data(tmp_path) -> Path:
     rng = np.random.default_rng(0)
@@ -51,7 +59,6 @@ def test_torchrun_two_processes_train_like_one_and_write_one_checkpoint(data, tm
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["ckpt.pt", "curves.png", "log.jsonl"]
     assert proc.stdout.count('"step": 3') == 1  # one summary line, from rank 0
 
-    torch.set_num_threads(1)
     config = load_config(SMOKE, sets + [f"data_roots={data}", f"val_root={data}"])
     train.train(config, tmp_path / "single", progress=False)
     ddp, single = (load_checkpoint(tmp_path / run / CHECKPOINT_NAME) for run in ("ddp", "single"))
@@ -85,7 +92,6 @@ def _model_and_batch(data: str, rank: int, world_size: int):
 
 def test_ddp_gradients_are_the_mean_over_the_global_batch(data, tmp_path):
     mp.spawn(_ddp_gradients, args=(2, str(tmp_path / "store"), str(data), str(tmp_path)), nprocs=2, join=True)
-    torch.set_num_threads(1)
     model, (lr, hr) = _model_and_batch(str(data), 0, 1)
     F.l1_loss(model(lr), hr).backward()
     for rank in range(2):
