@@ -12,11 +12,12 @@ Two forward paths share one set of parameters:
 * :class:`DSConv` (training) samples with ``grid_sample``; it is the reference.
 * :class:`DSConvDeploy` (export) never gathers. The displaced coordinate is ``p + d`` with ``p``
   an integer and ``|d| < reach``, so bilinear sampling equals ``sum_t hat(d - t) * f(p + t)``
-  over integer shifts ``t`` on a replicate-padded map (``hat(u) = max(0, 1 - |u|)``). Shifted
-  copies come from a handful of slices, hat weights are computed on one channel per
-  (tap, shift) pair and broadcast with a grouped 1x1 conv, and the line convolution plus the sum
-  over shifts collapse into one 1x1 conv. Everything is conv, slice, cat and elementwise ops,
-  which XNNPACK and Core ML take without fallbacks.
+  over integer shifts ``t`` on a replicate-padded map (``hat(u) = max(0, 1 - |u|)``). The
+  hat weights of all (shift, tap) pairs come from one 1x1 conv (snake accumulation, scope and
+  shift folded into its weights); tap copies are stacked on the batch axis so every term is a
+  per-pixel scalar times a feature map; one 1x1 conv applies the line kernel at the end.
+  Everything is conv, slice, cat, reshape and elementwise ops, which XNNPACK and Core ML take
+  without fallbacks.
 """
 
 from __future__ import annotations
@@ -146,71 +147,54 @@ def replicate_pad(x: torch.Tensor, dim: int, before: int, after: int) -> torch.T
 class DSConvDeploy(nn.Module):
     """Gather-free DSConv with the same outputs as a trained :class:`DSConv`.
 
-    Build it with :meth:`from_dsconv`. Shapes: taps are ordered by reach (farthest first) so that,
-    for each shift ``t``, the taps that can reach it are a prefix of the channel axis and one
-    slice selects them; unreachable (tap, shift) pairs are never computed.
+    Layout: the ``K`` tap-shifted copies of the replicate-padded input are stacked along the
+    batch axis, so each bilinear term ``hat_t * f(p + t)`` is a per-pixel scalar broadcast over
+    channels (the innermost axis of XNNPACK's NHWC layout), and shifting by ``t`` is a
+    contiguous slice. The sum over shifts is a short chain of mul/add; taps move back to the
+    channel axis for one 1x1 conv that applies the line kernel. Static shapes lower to a single
+    XNNPACK subgraph; with symbolic H/W the slices and reshapes run on portable kernels.
     """
 
     def __init__(self, ds: DSConv) -> None:
         super().__init__()
-        k, c, s = ds.kernel_size, ds.kernel_size // 2, ds.extend_scope
+        k, s = ds.kernel_size, ds.extend_scope
         cin, cout = ds.in_channels, ds.out_channels
         self.kernel_size, self.morph, self.in_channels = k, ds.morph, cin
-        reach = tap_reach(k, s)
-        order = sorted(range(k), key=lambda i: -reach[i])  # farthest taps first (stable)
-        self.radius = max(reach)
-        # (shift, number of taps reaching it) blocks, and the tap of every pair in block order.
-        self.blocks: list[tuple[int, int]] = []
-        pair_taps: list[int] = []
-        pair_shifts: list[int] = []
-        for t in range(-self.radius, self.radius + 1):
-            taps = [i for i in order if reach[i] >= abs(t)]
-            self.blocks.append((t, len(taps)))
-            pair_taps += taps
-            pair_shifts += [t] * len(taps)
-        pairs = len(pair_taps)
-
+        self.radius = max(tap_reach(k, s))
+        shifts = 2 * self.radius + 1
         self.offset_conv = nn.Conv2d(cin, k, 3, padding=1)
         self.offset_conv.load_state_dict(ds.offset_conv.state_dict())
-        # a[p] = d[tap(p)] - shift(p): snake accumulation, scope and shift in one 1x1 conv.
-        self.pair_conv = nn.Conv2d(k, pairs, 1)
-        snake = snake_matrix(k) * s
-        self.pair_conv.weight.data = snake[pair_taps].view(pairs, k, 1, 1).clone()
-        self.pair_conv.bias.data = -torch.tensor(pair_shifts, dtype=torch.float32)
-        # hat = 1 - min(|a|, 1), broadcast to the channels of each pair: the affine part lives
-        # in this grouped conv so the graph needs only abs and clamp before it.
-        self.expand_conv = nn.Conv2d(pairs, pairs * cin, 1, groups=pairs)
-        self.expand_conv.weight.data.fill_(-1.0)
-        self.expand_conv.bias.data.fill_(1.0)
-        # Tap shifts along the fixed axis: a 1x1 conv makes K copies of the input (a concat of
-        # one tensor with itself is not delegated), then a one-hot depthwise conv moves copy i
-        # (the i-th tap in reach order) by order[i] - c.
-        self.copy_conv = nn.Conv2d(cin, k * cin, 1, bias=False)
-        self.copy_conv.weight.data = torch.eye(cin).repeat(k, 1).view(k * cin, cin, 1, 1)
-        tap_kernel = (1, k) if ds.morph == 0 else (k, 1)
-        self.tap_conv = nn.Conv2d(k * cin, k * cin, tap_kernel, groups=k * cin, bias=False)
-        self.tap_conv.weight.data.zero_()
-        for i, tap in enumerate(order):
-            self.tap_conv.weight.data[i * cin : (i + 1) * cin].view(cin, k)[:, tap] = 1.0
-        # Line conv and the sum over (tap, shift) pairs: W[o, ci, tap(p)] for channel (p, ci).
+        # a[t, k] = d_k - t for every shift t and tap k, channel index t * K + k (shift-major, so
+        # the shift-t maps of all taps are one contiguous batch slice after the reshape below).
+        self.pair_conv = nn.Conv2d(k, shifts * k, 1)
+        self.pair_conv.weight.data = (snake_matrix(k) * s).repeat(shifts, 1).view(shifts * k, k, 1, 1)
+        self.pair_conv.bias.data = -torch.arange(-self.radius, self.radius + 1, dtype=torch.float32).repeat_interleave(k)
+        # The line conv on taps stacked along channels (tap-major), i.e. W[o, c, k] at (k, c).
         line_w = ds.line_conv.weight.data.reshape(cout, cin, k)
-        self.out_conv = nn.Conv2d(pairs * cin, cout, 1)
-        self.out_conv.weight.data = (
-            line_w[:, :, pair_taps].permute(0, 2, 1).reshape(cout, pairs * cin, 1, 1).clone()
-        )
-        self.out_conv.bias.data = ds.line_conv.bias.data.clone()
+        self.line_conv = nn.Conv2d(k * cin, cout, 1)
+        self.line_conv.weight.data = line_w.permute(0, 2, 1).reshape(cout, k * cin, 1, 1).clone()
+        self.line_conv.bias.data = ds.line_conv.bias.data.clone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, c, r, cin = self.kernel_size, self.kernel_size // 2, self.radius, self.in_channels
         # Moving axis: rows for morph 0, columns for morph 1.
         move_dim, tap_dim = (2, 3) if self.morph == 0 else (3, 2)
-        size = x.shape[move_dim]
-        hat = self.expand_conv(torch.clamp(torch.abs(self.pair_conv(torch.tanh(self.offset_conv(x)))), max=1.0))
+        b, h, w = x.shape[0], x.shape[2], x.shape[3]
+        single = isinstance(b, int) and b == 1  # batch 1 needs no permutes, only reshapes
+        size, taps_len = (h, w) if self.morph == 0 else (w, h)
+        hat = 1.0 - torch.clamp(torch.abs(self.pair_conv(torch.tanh(self.offset_conv(x)))), 0.0, 1.0)
+        # (B, T*K, H, W) -> (T*K*B, 1, H, W): batch index (t, k, b), matching the taps below.
+        if not single:
+            hat = hat.reshape(b, (2 * r + 1) * k, h, w).transpose(0, 1)
+        hat = hat.reshape((2 * r + 1) * k * b, 1, h, w)
         padded = replicate_pad(replicate_pad(x, move_dim, r, r), tap_dim, c, c)
-        taps = self.tap_conv(self.copy_conv(padded)) if k > 1 else padded
-        pieces = []
-        for t, n in self.blocks:
-            piece = taps if n == k else taps.narrow(1, 0, n * cin)
-            pieces.append(piece.narrow(move_dim, r + t, size) if r else piece)
-        samples = torch.cat(pieces, dim=1) if len(pieces) > 1 else pieces[0]
-        return self.out_conv(samples * hat)
+        taps = torch.cat([padded.narrow(tap_dim, j, taps_len) for j in range(k)], dim=0) if k > 1 else padded
+        acc = None
+        for i in range(2 * r + 1):
+            shifted = taps.narrow(move_dim, i, size) if r else taps
+            term = shifted * hat.narrow(0, i * k * b, k * b)
+            acc = term if acc is None else acc + term
+        # (K*B, C, H, W), batch index (k, b) -> (B, K*C, H, W), channel index (k, c).
+        if not single:
+            acc = acc.reshape(k, b, cin, h, w).transpose(0, 1)
+        return self.line_conv(acc.reshape(b, k * cin, h, w))
