@@ -142,21 +142,27 @@ class Upscaler:
 
     Args:
         backend: What runs each tile.
-        tile: LR tile side. Fixed-shape programs force their own; for eager and dynamic
-            programs it bounds memory (default 128; None runs eager models on whole images).
+        tile: LR tile side. Default: a fixed-shape program's own tile, else 128 (bounded
+            memory). 0 runs an eager model on the whole image in one call.
         overlap: LR pixels shared by neighbouring tiles (default 16).
     """
 
-    def __init__(self, backend: Backend, tile: int | None = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP) -> None:
+    def __init__(self, backend: Backend, tile: int | None = None, overlap: int = DEFAULT_OVERLAP) -> None:
         self.backend = backend
-        if backend.tile is not None:
+        if tile == 0:
+            if backend.tile is not None or backend.max_size is not None:
+                raise BackendError(f"{backend.name} has a bounded input shape; whole-image runs need an eager model")
+            tile = None
+        elif backend.tile is not None:
             if tile not in (None, backend.tile):
                 raise BackendError(f"{backend.name} takes {backend.tile}x{backend.tile} tiles; --tile {tile} does not fit")
             tile = backend.tile
         elif backend.max_size is not None:
-            tile = min(tile or backend.max_size, backend.max_size)
+            tile = min(tile or DEFAULT_TILE, backend.max_size)
             if tile % backend.multiple:
                 raise BackendError(f"tile must be a multiple of {backend.multiple} for {backend.name}")
+        else:
+            tile = tile or DEFAULT_TILE
         if tile is not None and not 0 <= overlap < tile:
             raise BackendError(f"overlap must be in [0, tile), got {overlap} with tile {tile}")
         self.tile, self.overlap = tile, overlap

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("output", type=Path, help="output file or folder")
     p.add_argument("--model", help=".pte, .mlpackage or .safetensors (default: embedded weights for --scale)")
     p.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor (default 4, or the model's)")
-    p.add_argument("--tile", type=int, default=128, help="LR tile side (fixed-shape programs use their own)")
+    p.add_argument("--tile", type=int, help="LR tile side (default: a fixed-shape program's own, else 128; 0: whole image, eager only)")
     p.add_argument("--overlap", type=int, default=16, help="LR overlap between tiles (default 16)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
