@@ -99,11 +99,15 @@ class PoolDSConvDeploy(nn.Module):
         return y
 
 
-class LMFNDeploy(nn.Module):
-    """Deploy form of :class:`~lmfn_edge.model.LMFN`; build it with :func:`to_deploy`."""
+class LMFNDeploy(LMFN):
+    """Deploy form of :class:`~lmfn_edge.model.LMFN`; build it with :func:`to_deploy`.
+
+    Shares LMFN's forward; only the head (no repeat) and the modules swapped by
+    :func:`to_deploy` differ.
+    """
 
     def __init__(self, model: LMFN) -> None:
-        super().__init__()
+        nn.Module.__init__(self)
         self.config = model.config
         n = model.config.num_in
         head = model.head
@@ -118,18 +122,8 @@ class LMFNDeploy(nn.Module):
         self.upsample = model.upsample
         self.shuffle = pixel_shuffle_conv(3, model.config.scale)
 
-    @property
-    def scale(self) -> int:
-        return self.config.scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feat = self.head(x)
-        outs, y = [], feat
-        for block in self.blocks:
-            y = block(y)
-            outs.append(y)
-        y = self.tail(F.gelu(self.fuse(torch.cat(outs, dim=1)))) + feat
-        return self.shuffle(self.upsample(y))
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)
 
 
 _SWAPS = {

@@ -274,8 +274,12 @@ class LMFN(nn.Module):
     def scale(self) -> int:
         return self.config.scale
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Head features (LKDN repeats the RGB input ``num_in`` times along channels)."""
+        return self.head(x.repeat(1, self.config.num_in, 1, 1))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feat = self.head(x.repeat(1, self.config.num_in, 1, 1))
+        feat = self.embed(x)
         outs, y = [], feat
         for block in self.blocks:
             y = block(y)
