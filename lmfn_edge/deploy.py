@@ -8,7 +8,7 @@ training form                  deploy form
 =============================  ================================================================
 ``DSConv`` (grid_sample)       :class:`~lmfn_edge.dsconv.DSConvDeploy` (slices, convs, hat sum)
 input ``repeat`` + 1x1 conv    one 1x1 conv on RGB (the repeated slices' weights summed)
-channel ``LayerNorm``          centring 1x1 conv, variance 1x1 conv, rsqrt, depthwise affine
+channel ``LayerNorm``          mean 1x1 conv and subtract, variance 1x1 conv, rsqrt, dw affine
 ceil-mode max-pool             replicate pad to a multiple of the window, then max_pool2d
 nearest upsampling             depthwise ConvTranspose2d with a ones kernel
 ``PixelShuffle``               one-hot ConvTranspose2d (one subgraph also with dynamic H/W)
@@ -35,8 +35,10 @@ class ChannelLayerNormDeploy(nn.Module):
     def __init__(self, ln: ChannelLayerNorm) -> None:
         super().__init__()
         c = ln.weight.numel()
-        self.center = nn.Conv2d(c, c, 1, bias=False)
-        self.center.weight.data = (torch.eye(c) - 1.0 / c).view(c, c, 1, 1)
+        # Means as C->1 convs and a broadcast subtract: a C->C centring conv would cost C^2 MACs
+        # per pixel, as much as a full 1x1 layer.
+        self.mean = nn.Conv2d(c, 1, 1, bias=False)
+        self.mean.weight.data.fill_(1.0 / c)
         self.variance = nn.Conv2d(c, 1, 1)
         self.variance.weight.data.fill_(1.0 / c)
         self.variance.bias.data.fill_(ln.eps)  # eps rides in the bias: one node fewer
@@ -45,7 +47,7 @@ class ChannelLayerNormDeploy(nn.Module):
         self.affine.bias.data = ln.bias.data.clone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        d = self.center(x)
+        d = x - self.mean(x)
         return self.affine(d * torch.rsqrt(self.variance(d * d)))
 
 
