@@ -198,6 +198,31 @@ def test_quantize_dequantize_round_trip():
     np.testing.assert_array_equal(run(program_of(build, x.shape), x=x), [[-1.0, -0.5, 0.0, 1.0, 0.5, 2.0]])
 
 
+@pytest.mark.parametrize("blockwise", [False, True])
+def test_compressed_weights_decompress_per_op_definition(blockwise):
+    q = rng.integers(-128, 128, (4, 6, 1, 1)).astype(np.int8)
+    qf = q.astype(np.float32)  # int8 arithmetic would wrap around
+    x = rng.standard_normal((1, 6, 3, 3)).astype(np.float32)
+    if blockwise:  # iOS18: one scale and offset per block of 3 input channels
+        scale = rng.uniform(0.01, 0.1, (4, 2, 1, 1)).astype(np.float32)
+        offset = rng.integers(-3, 4, (4, 2, 1, 1)).astype(np.int8)
+        w = (qf - np.repeat(offset, 3, axis=1)) * np.repeat(scale, 3, axis=1)
+        decompress, target = lambda: mb.constexpr_blockwise_shift_scale(data=q, scale=scale, offset=offset), ct.target.iOS18
+    else:  # iOS16: per output channel along axis 0
+        scale = rng.uniform(0.01, 0.1, 4).astype(np.float32)
+        zero_point = rng.integers(-3, 4, 4).astype(np.int8)
+        w = (qf - zero_point.reshape(4, 1, 1, 1)) * scale.reshape(4, 1, 1, 1)
+        decompress, target = (
+            lambda: mb.constexpr_affine_dequantize(quantized_data=q, zero_point=zero_point, scale=scale, axis=0),
+            ct.target.iOS17,
+        )
+    prog = mb.program(input_specs=[mb.TensorSpec(shape=x.shape)], opset_version=target)(
+        lambda x: mb.conv(x=x, weight=decompress())
+    )
+    ref = F.conv2d(torch.from_numpy(x), torch.from_numpy(w))
+    np.testing.assert_allclose(run(prog, x=x), ref.numpy(), atol=1e-5)
+
+
 def test_fp16_values_are_rounded_like_core_ml():
     x = np.array([[1.0, 1e-4, 3.0]], np.float32)
     prog = program_of(lambda x: mb.cast(x=mb.add(x=mb.cast(x=x, dtype="fp16"), y=np.float16(2048.0)), dtype="fp32"), x.shape)
