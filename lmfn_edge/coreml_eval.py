@@ -155,7 +155,8 @@ class MILEvaluator:
         self.input_specs = _input_specs(self.function, self.spec)
         self.output_names = [v.name for v in self.function.outputs]
         self.op_counts = Counter(op.op_type for op in self.ops if op.op_type != "const")
-        self._consts = {op.outputs[0].name: op.outputs[0].val for op in self.ops if op.op_type == "const"}
+        # Constants are widened once here rather than on every read (float16 -> float32 is exact).
+        self._consts = {op.outputs[0].name: _widen(op.outputs[0].val) for op in self.ops if op.op_type == "const"}
         # Free each intermediate after its last reader, so full-size programs stay small in memory.
         last_use: dict[str, int] = {}
         for i, op in enumerate(self.ops):
@@ -223,16 +224,18 @@ def _nptype(dtype) -> type:
     return types.nptype_from_builtin(dtype)
 
 
+def _widen(value):
+    """float16 arrays and scalars as float32; anything else unchanged."""
+    if isinstance(value, (np.ndarray, np.floating)) and value.dtype == np.float16:
+        return value.astype(np.float32)
+    return value
+
+
 def _read(var, env):
     """An op argument: tensors as arrays (float16 widened to float32), attributes as given."""
     if isinstance(var, (list, tuple)):
         return [_read(v, env) for v in var]
-    value = env[var.name]
-    if isinstance(value, np.ndarray) and value.dtype == np.float16:
-        return value.astype(np.float32)
-    if isinstance(value, np.floating) and value.dtype == np.float16:
-        return np.float32(value)
-    return value
+    return _widen(env[var.name])
 
 
 def _check_shape(var, shape: tuple[int, ...], symbols: dict, where: str) -> None:
