@@ -298,14 +298,17 @@ def _tap(x: np.ndarray, i0: int, j0: int, oh: int, ow: int, sh: int, sw: int) ->
     return x[:, :, i0 : i0 + (oh - 1) * sh + 1 : sh, j0 : j0 + (ow - 1) * sw + 1 : sw]
 
 
-def _conv(op, a):
-    x, w = a["x"], a["weight"]
+def _conv_args(op, a):
+    """``x, weight, groups, strides, dilations`` of a conv or conv_transpose."""
+    x = a["x"]
     _spatial(x, op)
+    return x, a["weight"], int(a.get("groups", 1)), _ints(a.get("strides"), 2, 1), _ints(a.get("dilations"), 2, 1)
+
+
+def _conv(op, a):
+    x, w, groups, (sh, sw), (dh, dw) = _conv_args(op, a)
     n, cin, _, _ = x.shape
     cout, cin_g, kh, kw = w.shape
-    groups = int(a.get("groups", 1))
-    sh, sw = _ints(a.get("strides"), 2, 1)
-    dh, dw = _ints(a.get("dilations"), 2, 1)
     if cin != cin_g * groups or cout % groups:
         raise MILEvalError(f"conv {op.name!r}: weight {w.shape} does not fit {cin} input channels in {groups} groups")
     (pt, pb), (pl, pr) = _pads(a, x.shape[2:], (kh, kw), (sh, sw), (dh, dw))
@@ -335,13 +338,9 @@ def _conv(op, a):
 
 
 def _conv_transpose(op, a):
-    x, w = a["x"], a["weight"]
-    _spatial(x, op)
+    x, w, groups, (sh, sw), (dh, dw) = _conv_args(op, a)
     n, cin, h, wd = x.shape
     cin_w, cout_g, kh, kw = w.shape
-    groups = int(a.get("groups", 1))
-    sh, sw = _ints(a.get("strides"), 2, 1)
-    dh, dw = _ints(a.get("dilations"), 2, 1)
     if cin != cin_w or cin % groups:
         raise MILEvalError(f"conv_transpose {op.name!r}: weight {w.shape} does not fit {cin} input channels")
     cin_g, cout = cin // groups, cout_g * groups
@@ -569,5 +568,3 @@ _OPS = {
     "constexpr_affine_dequantize": lambda op, a: _dequantize(op, a, "quantized_data"),
     "constexpr_blockwise_shift_scale": _blockwise_shift_scale,
 }
-
-SUPPORTED_OPS = tuple(sorted(_OPS))
