@@ -273,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="tile overlap recorded for runtimes (default 16)")
     p.add_argument("--output", help="artifact path (default artifacts/{model}_{target}_{precision}.pte|.mlpackage)")
     p.add_argument("--android", metavar="APP_DIR", help="also install the .pte + manifest into this Android demo's assets")
+    p.add_argument("--verify", action="store_true",
+                   help="coreml: evaluate the written .mlpackage with numpy and compare it with the eager model "
+                        "on real photos (docs/coreml-verification.md); exit 1 if it fails")
     # Model config overrides, for exporting small or ablation variants.
     p.add_argument("--kernel-size", type=int, help="DSConv taps (random-init only)")
     p.add_argument("--pattern", help="cell pattern, e.g. LLLLLLLL (random-init only)")
@@ -330,7 +333,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.android:
             assets = install_android(result, args.android)
             print(f"installed lmfn.pte and lmfn.json into {assets}", file=sys.stderr)
-    except (ExportError, WeightsError, ValueError) as exc:
+        if args.verify:
+            if args.target != "coreml":
+                raise ExportError("--verify applies to --target coreml")
+            from .verify_coreml import default_photos, verify
+
+            images, names = default_photos()
+            report = verify(result.path, model, images, names=names)
+            print(report.summary(), file=sys.stderr)
+            result.manifest["verification"] = report.to_dict()
+            atomic_write_text(result.manifest_path, json.dumps(result.manifest, indent=2) + "\n")
+            if not report.passed:
+                print(f"error: {result.path} failed Core ML verification", file=sys.stderr)
+                return 1
+    except (ExportError, WeightsError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     d = result.manifest["delegation"]
