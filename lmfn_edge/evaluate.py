@@ -259,11 +259,10 @@ def evaluate(
                 outputs[label] = sr
                 bar.update()
             if crops_dir is not None:
-                panels = {"bicubic": outputs.get("bicubic")}
-                if panels["bicubic"] is None:
-                    panels["bicubic"] = bicubic_upscale(img.lr, scale)
-                panels.update((titles[label], out) for label, out in outputs.items() if label != "bicubic")
                 (Path(crops_dir) / ds).mkdir(parents=True, exist_ok=True)
+                panels = {titles[label]: out for label, out in outputs.items()}
+                if "bicubic" not in panels:
+                    panels["bicubic"] = bicubic_upscale(img.lr, scale)
                 save_image(Path(crops_dir) / ds / f"{img.name}.png", side_by_side(panels, img.hr))
         for label, scores in per.items():
             report.results.setdefault(label, {})[ds] = {
@@ -276,9 +275,10 @@ def evaluate(
 
 
 def side_by_side(outputs: dict[str, np.ndarray], hr: np.ndarray, side: int = CROP_SIDE) -> np.ndarray:
-    """The same centre window of every output and the ground truth, titled, left to right."""
+    """The same centre window of bicubic, every other output and the ground truth, titled."""
     from PIL import Image, ImageDraw
 
+    outputs = {"bicubic": outputs["bicubic"], **outputs}  # bicubic first, the rest in table order
     h, w = hr.shape[:2]
     ch, cw = min(side, h), min(side, w)
     y, x = (h - ch) // 2, (w - cw) // 2
