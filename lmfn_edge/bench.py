@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-JOBS = {"720p_x4": (180, 320), "tile128": (128, 128)}
+JOBS = {"720p_x4": (180, 320), "tile128": (128, 128), "tile64": (64, 64)}
 RUNNERS = ("eager", "pte_fp32", "pte_int8", "onnxruntime")
 
 
@@ -54,13 +54,13 @@ def _worker(args) -> int:
     torch.set_num_threads(args.threads)
     h, w = JOBS[args.job]
     x = torch.rand(1, 3, h, w)
-    if args.runner == "eager":
+    if args.worker == "eager":
         model = _model(args)
 
         def run():
             with torch.no_grad():
                 model(x)
-    elif args.runner.startswith("pte"):
+    elif args.worker.startswith("pte"):
         from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
         from executorch.runtime import Runtime
 
