@@ -31,8 +31,10 @@ TINY = dict(channels=16, num_blocks=2, pattern="LM", kernel_size=3)
 TILE = 24
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def one_thread():
+    # Module scope: it must also cover the module-scoped QAT runs, or the "straight" run (two
+    # threads) and the resumed run (one thread) differ in the last bit.
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
