@@ -302,6 +302,25 @@ def load_model_for_export(scale: int, weights: str | None, random_init: bool, **
     return model, {"source": source, "sha256": sha256_file(path)}
 
 
+def load_quantized_program(path: str | Path):
+    """A quantized program written by ``quantization/`` and the LMFN config it carries."""
+    from .model import LMFNConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"quantized program not found: {path}")
+    import torch.ao.quantization.fx._decomposed  # noqa: F401  (registers the q/dq ops it uses)
+
+    extra = {"lmfn_config.json": ""}
+    try:
+        program = torch.export.load(str(path), extra_files=extra)
+        info = json.loads(extra["lmfn_config.json"])
+        config = LMFNConfig.from_dict(info["config"])
+    except Exception as exc:  # torch raises many types for a bad archive
+        raise ExportError(f"cannot load quantized program {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+    return program, config
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .weights import WeightsError
@@ -310,17 +329,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.target not in TARGETS:
             raise ExportError(f"unknown target {args.target!r}; choose one of: {', '.join(TARGETS)}")
         shape = ShapeSpec.parse(args.shape)
-        quantized = None
+        quantized, quantized_config = None, None
         if args.quantized:
-            if not Path(args.quantized).is_file():
-                raise ExportError(f"quantized program not found: {args.quantized}")
-            try:
-                quantized = torch.export.load(args.quantized)
-            except Exception as exc:  # torch raises many types for a bad archive
-                raise ExportError(f"cannot load quantized program {args.quantized}: {exc}") from None
-        model, weights_info = load_model_for_export(
-            args.scale, args.weights, args.random_init, kernel_size=args.kernel_size, pattern=args.pattern
-        )
+            quantized, quantized_config = load_quantized_program(args.quantized)
+            if quantized_config.scale != args.scale:
+                raise ExportError(f"{args.quantized} is an x{quantized_config.scale} program, but --scale is {args.scale}")
+        if quantized_config is not None:
+            from .model import LMFN
+
+            # The program carries its weights; the model only supplies the config for the sidecar.
+            model, weights_info = LMFN(quantized_config).eval(), {"source": str(args.quantized), "sha256": None}
+        else:
+            model, weights_info = load_model_for_export(
+                args.scale, args.weights, args.random_init, kernel_size=args.kernel_size, pattern=args.pattern
+            )
         precision = args.precision or ("int8" if quantized is not None else None)
         name = f"lmfn_x{args.scale}"
         output = Path(args.output) if args.output else Path("artifacts") / artifact_name(
@@ -328,8 +350,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"exporting {name} to {args.target} ({shape.to_dict()}) ...", file=sys.stderr)
         result = export(model, args.target, output, shape, precision, quantized, weights_info, args.overlap)
-        if quantized is not None and result.manifest["scale"] != args.scale:
-            raise ExportError("quantized program scale does not match --scale")
         if args.android:
             assets = install_android(result, args.android)
             print(f"installed lmfn.pte and lmfn.json into {assets}", file=sys.stderr)
