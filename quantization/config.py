@@ -9,13 +9,12 @@ fine-tunes released float weights, so the architecture comes from the weights fi
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lmfn_edge.export import DEFAULT_TILE, DYNAMIC_MULTIPLE
-from training.config import ConfigError, _coerce, _suggest, parse_set
+from training.config import ConfigError, apply_overrides, load_config, parse_set  # noqa: F401 (re-exported)
 
 try:
     import tomllib
@@ -106,32 +105,4 @@ class QATConfig:
 
 def load_qat_config(path: str | Path | None = None, sets: list[str] | None = None) -> QATConfig:
     """Defaults, then the TOML file at ``path`` (if any), then ``key=value`` strings in ``sets``."""
-    config = QATConfig()
-    if path is not None:
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read config {path}: {exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-        config = apply_overrides(config, data, str(path))
-    if sets:
-        config = apply_overrides(config, dict(parse_set(s) for s in sets), "--set")
-    return config
-
-
-def apply_overrides(config: QATConfig, data: dict[str, Any], source: str) -> QATConfig:
-    """A copy of ``config`` with ``data``'s fields replaced, each checked against its type."""
-    hints = typing.get_type_hints(QATConfig)
-    changes = {}
-    for key, value in data.items():
-        if key not in hints:
-            raise ConfigError(f"{source}: unknown config key {key!r}{_suggest(key, hints)}")
-        changes[key] = _coerce(value, hints[key], f"{source}: {key}")
-    try:
-        return dataclasses.replace(config, **changes)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+    return load_config(path, sets, QATConfig)

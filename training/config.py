@@ -132,9 +132,12 @@ _COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no
 _MODEL_FIELDS = {f.name: f for f in dataclasses.fields(LMFNConfig)}
 
 
-def load_config(path: str | Path | None = None, sets: list[str] | None = None) -> TrainConfig:
-    """Defaults, then the TOML file at ``path`` (if any), then ``key=value`` strings in ``sets``."""
-    config = TrainConfig()
+def load_config(path: str | Path | None = None, sets: list[str] | None = None, cls=None):
+    """Defaults, then the TOML file at ``path`` (if any), then ``key=value`` strings in ``sets``.
+
+    ``cls`` is the config dataclass (default :class:`TrainConfig`; quantization passes its own).
+    """
+    config = (cls or TrainConfig)()
     if path is not None:
         path = Path(path)
         try:
@@ -167,9 +170,9 @@ def parse_set(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def apply_overrides(config: TrainConfig, data: dict[str, Any], source: str) -> TrainConfig:
-    """A copy of ``config`` with ``data``'s fields replaced, each checked against its type."""
-    hints = typing.get_type_hints(TrainConfig)
+def apply_overrides(config, data: dict[str, Any], source: str):
+    """A copy of the dataclass ``config`` with ``data``'s fields replaced, each type-checked."""
+    hints = typing.get_type_hints(type(config))
     changes: dict[str, Any] = {}
     for key, value in data.items():
         if key not in hints:
