@@ -243,8 +243,9 @@ def evaluate(
             if m.kind != "coreml":
                 raise
             report.skipped[m.label] = str(exc)
+    shared = {t for t in titles.values() if list(titles.values()).count(t) > 1}
     for m in methods:  # two int8 programs (QAT, PTQ) need their file names to tell them apart
-        if m.label in titles and list(titles.values()).count(titles[m.label]) > 1:
+        if titles.get(m.label) in shared:
             titles[m.label] = m.path.stem
     total = sum(len(images) for images in sets.values()) * len(runners)
     bar = tqdm(total=total, unit="img", disable=not progress, dynamic_ncols=True)
