@@ -14,12 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lmfn_edge.export import DEFAULT_TILE, DYNAMIC_MULTIPLE
-from training.config import ConfigError, apply_overrides, load_config, parse_set  # noqa: F401 (re-exported)
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+from training.config import ConfigError, apply_overrides, load_config
 
 __all__ = ["ConfigError", "QATConfig", "load_qat_config"]
 

@@ -34,12 +34,13 @@ from lmfn_edge.export import DYNAMIC_MULTIPLE
 from lmfn_edge.model import LMFN, model_name
 from lmfn_edge.weights import WeightsError, load_weights, sha256_file
 from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from training.config import apply_overrides, parse_set
 from training.data import DataError, StepSampler, TrainPatches, find_pairs, load_validation
 from training.engine import bicubic_psnr, build_optimizer, ema_update, train_step, validate
 from training.plot import plot_log
 from training.train import _RunLog
 
-from .config import ConfigError, QATConfig, apply_overrides, load_qat_config, parse_set
+from .config import ConfigError, QATConfig, load_qat_config
 from .pt2e import (
     QuantizationError,
     QuantizedInfo,
