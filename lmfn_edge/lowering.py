@@ -70,7 +70,7 @@ def delegation_summary(graph_module: torch.fx.GraphModule, backend: str) -> Dele
             if "executorch_call_delegate" in str(node.target):
                 continue
             name = getattr(node.target, "__name__", str(node.target))
-            left[name.split(".")[0] if name.startswith("aten") else name] += 1
+            left[".".join(name.split(".")[:2]) if name.startswith("aten") else name] += 1
     return Delegation(backend, subgraphs, delegated, sum(left.values()), dict(sorted(left.items())))
 
 
