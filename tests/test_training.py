@@ -302,6 +302,19 @@ def test_resume_drops_log_records_after_the_checkpoint(data, tmp_path):
     assert [r["step"] for r in read_log(tmp_path / "run")] == [1, 2]
 
 
+def test_time_limit_stops_at_a_log_boundary_with_a_checkpoint(data, tmp_path, capsys):
+    # A limit already passed after the first step: the run stops at the first log boundary
+    # (step 3), saves, and resuming without the limit finishes the remaining steps.
+    config = tiny(data[0], tmp_path / "cache", iterations=9, log_every=3, time_limit=1e-9)
+    summary = train.train(config, tmp_path / "run", progress=False)
+    assert summary["step"] == 3 and load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)["step"] == 3
+    assert "time_limit of 1e-09 s reached at step 3" in capsys.readouterr().err
+    train.train(TrainConfig(**{**config.to_dict(), "time_limit": 0.0}), tmp_path / "run", resume=True, progress=False)
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)["step"] == 9
+    with pytest.raises(ConfigError, match="time_limit must be >= 0"):
+        TrainConfig(time_limit=-1)
+
+
 def test_run_refuses_to_overwrite_and_to_resume_nothing(data, tmp_path, capsys):
     args = ["--config", str(CONFIGS / "smoke_cpu.toml"), "--data-root", str(data[0]), "--no-progress",
             "--set", "iterations=1", "--set", f"cache_dir={tmp_path / 'cache'}", "--set", "patch_size=12"]

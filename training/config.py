@@ -51,6 +51,9 @@ class TrainConfig:
         batch_size: Global batch, split evenly across processes, so the recipe does not depend
             on the number of GPUs.
         iterations: Optimizer steps.
+        time_limit: Stop after this many seconds of training (compilation included), at the
+            next ``log_every`` boundary, with a checkpoint as at the end; ``--resume`` continues.
+            0: no limit. For leased machines and time-boxed runs.
         lr: Adan learning rate, constant.
         betas: Adan's three betas.
         weight_decay: Adan weight decay.
@@ -79,6 +82,7 @@ class TrainConfig:
     patch_size: int = 48
     batch_size: int = 64
     iterations: int = 2_000_000
+    time_limit: float = 0.0
     lr: float = 5e-3
     betas: tuple[float, float, float] = (0.98, 0.92, 0.99)
     weight_decay: float = 0.0
@@ -104,6 +108,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.time_limit < 0:
+            raise ConfigError(f"time_limit must be >= 0 seconds, got {self.time_limit}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.compile_mode not in _COMPILE_MODES:

@@ -164,6 +164,7 @@ def _run(
     bar = tqdm(total=config.iterations, initial=step, unit="it", disable=not (ctx.is_main and progress), dynamic_ncols=True)
     loss_sum, count, tick = torch.zeros((), device=device), 0, time.perf_counter()
     batches = iter(loader)
+    started = time.monotonic()
     while step < config.iterations:
         lr_batch, hr_batch = next(batches)
         lr_batch = lr_batch.to(device, non_blocking=True).contiguous(memory_format=fmt)
@@ -172,7 +173,11 @@ def _run(
         ema_update(ema, model, config.ema_decay)
         step, count = step + 1, count + 1
         bar.update()
-        last = step == config.iterations
+        last = step == config.iterations or (
+            config.time_limit > 0
+            and step % config.log_every == 0
+            and _time_is_up(ctx, time.monotonic() - started, config.time_limit)
+        )
         if step % config.log_every == 0 or last:
             elapsed = time.perf_counter() - tick
             loss = _mean_over_ranks(ctx, loss_sum / count)
@@ -194,7 +199,11 @@ def _run(
             _save(output_dir / CHECKPOINT_NAME, ctx, config, model, ema, optimizer, step, len(pairs))
             if ctx.is_main:
                 plot_log(log.records, output_dir / PLOT_NAME)
+        if last:
+            break
     bar.close()
+    if step < config.iterations and ctx.is_main:
+        print(f"time_limit of {config.time_limit:g} s reached at step {step}; --resume continues", file=sys.stderr)
     del batches  # stops the DataLoader workers
     return summary
 
@@ -226,6 +235,14 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def _time_is_up(ctx: dist.DistContext, elapsed: float, limit: float) -> bool:
+    """Whether any rank has passed the limit, so that all ranks stop at the same step."""
+    up = torch.tensor(float(elapsed > limit), device=ctx.device)
+    if ctx.distributed:
+        torch_dist.all_reduce(up, op=torch_dist.ReduceOp.MAX)
+    return bool(up)
 
 
 def _mean_over_ranks(ctx: dist.DistContext, value: torch.Tensor) -> float:
