@@ -38,6 +38,7 @@ __all__ = [
     "DataError",
     "ImagePair",
     "StepSampler",
+    "hr_images",
     "TrainPatches",
     "ValImage",
     "dihedral",
@@ -100,6 +101,12 @@ def find_pairs(
     for pair in pairs:
         _check_sizes(pair, scale, min_lr_size)
     return pairs
+
+
+def hr_images(root: str | Path, scale: int) -> list[Path]:
+    """The HR images that training on ``root`` at ``scale`` reads, in ``find_pairs``' order."""
+    hr_dir, _ = _layout(Path(root), scale)
+    return _images(hr_dir)
 
 
 def _layout(root: Path, scale: int) -> tuple[Path, Path | None]:
