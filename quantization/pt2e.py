@@ -14,6 +14,11 @@ activations asymmetric per tensor (deployment-facts.md section 2). What this mod
   the ``ch_axis=1`` the annotator asks for, and XNNPACK only takes per-output-channel
   (axis 1) transposed-conv weights. The one transposed conv the quantizer annotates is the
   one-hot pixel shuffle, which per-tensor int8 represents exactly.
+* Channel LayerNorm stays float. Its variance (with eps folded into the conv bias) spans
+  flat regions (variance near 0) and edges in one int8 tensor: flat pixels round to 0 and
+  ``rsqrt`` gives inf. Trained weights hit this on the first QAT step (the fake-quant
+  observer turns the inf into a NaN scale). Float LayerNorm ops stay inside the XNNPACK
+  subgraph, between dequantize and quantize nodes.
 * The program handed to ``lmfn_edge.export`` is the converted (q/dq) model exported at one
   fixed tile, batch 1, and saved with its LMFN config (:func:`save_quantized`).
 """
@@ -113,8 +118,10 @@ def quantizer(qat: bool):
     """``XNNPACKQuantizer``: per-channel int8 weights, per-tensor int8 activations."""
     xq, _, _ = _pt2e()
     q = xq.XNNPACKQuantizer().set_global(xq.get_symmetric_quantization_config(is_per_channel=True, is_qat=qat))
-    # See the module docstring: per-tensor keeps the pixel-shuffle conv exact and delegable.
-    return q.set_module_type(nn.ConvTranspose2d, xq.get_symmetric_quantization_config(is_per_channel=False, is_qat=qat))
+    # See the module docstring: per-tensor keeps the pixel-shuffle conv exact and delegable,
+    # and LayerNorm's variance must not round to zero.
+    q.set_module_type(nn.ConvTranspose2d, xq.get_symmetric_quantization_config(is_per_channel=False, is_qat=qat))
+    return q.set_module_type(ChannelLayerNormDeploy, None)
 
 
 def narrow_to_slice(gm: torch.fx.GraphModule) -> int:

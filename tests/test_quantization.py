@@ -21,7 +21,7 @@ from lmfn_edge.weights import save_weights
 from quantization import qat as qat_cli
 from quantization.config import ConfigError, QATConfig, load_qat_config
 from quantization.numerics import synthetic_image
-from quantization.pt2e import QuantizationError, capture, fixed_parameter_names, load_quantized
+from quantization.pt2e import QuantizationError, capture, fixed_parameter_names, load_quantized, prepare
 from quantization.ptq import calibration_crops, ptq
 from quantization.ptq import main as ptq_main
 from training.checkpoint import CHECKPOINT_NAME, load_checkpoint
@@ -166,6 +166,24 @@ def test_qat_refuses_to_overwrite_and_reports_bad_weights(straight, workspace, c
 
 
 # --- config ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("qat", [True, False])
+def test_layernorm_statistics_stay_float(qat):
+    # LayerNorm's variance spans flat regions (~0) and edges: in int8 flat pixels round to 0 and
+    # rsqrt gives inf, which broke the first QAT step of the trained x4 weights. The quantizer
+    # must leave the variance and rsqrt unobserved.
+    prepared = prepare(tiny_model(), qat=qat)
+
+    def observed(node: torch.fx.Node) -> bool:
+        return node.op == "call_module" and node.target.startswith("activation_post_process")
+
+    rsqrts = [n for n in prepared.graph.nodes if n.op == "call_function" and n.target == torch.ops.aten.rsqrt.default]
+    assert rsqrts, "no LayerNorm found"
+    for node in rsqrts:
+        variance = node.args[0]
+        assert not observed(variance) and not any(observed(u) for u in node.users), node
+        assert not any(observed(u) for u in variance.users)
 
 
 def test_shipped_qat_configs_load():
