@@ -30,6 +30,10 @@ JOBS = {"720p_x4": (180, 320), "tile128": (128, 128), "tile64": (64, 64)}
 RUNNERS = ("eager", "pte_fp32", "pte_int8", "onnxruntime")
 
 
+class BenchError(RuntimeError):
+    """A runtime that could not be prepared or timed; the message is one line."""
+
+
 def count_macs(model: torch.nn.Module, height: int, width: int) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -99,7 +103,8 @@ def _prepare(args, workdir: Path) -> dict[tuple[str, str], str | None]:
 
     model = _model(args)
     artifacts: dict[tuple[str, str], str | None] = {}
-    for job, (h, w) in JOBS.items():
+    for job in args.jobs:
+        h, w = JOBS[job]
         print(f"preparing {job}: .pte fp32 and ONNX ...", file=sys.stderr)
         pte = workdir / f"{job}.pte"
         export(model, "xnnpack", pte, ShapeSpec(h, w))
@@ -122,7 +127,8 @@ def run_bench(args) -> dict:
                "weights": args.weights or ("random-init" if args.random_init else "embedded"), "jobs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = _prepare(args, Path(tmp))
-        for job, (h, w) in JOBS.items():
+        for job in args.jobs:
+            h, w = JOBS[job]
             macs = count_macs(model, h, w)
             samples: dict[str, list[dict]] = {r: [] for r in RUNNERS}
             for round_ in range(args.rounds):
@@ -136,7 +142,8 @@ def run_bench(args) -> dict:
                     cmd += ["--random-init"] if args.random_init else (["--weights", args.weights] if args.weights else [])
                     out = subprocess.run(cmd, capture_output=True, text=True)
                     if out.returncode != 0:
-                        raise RuntimeError(f"{runner} worker failed: {out.stderr.strip().splitlines()[-1:]}")
+                        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+                        raise BenchError(f"{runner} worker failed on {job}: {last}")
                     samples[runner].append(json.loads(out.stdout.strip().splitlines()[-1]))
                     print(f"{job} round {round_ + 1} {runner}: {samples[runner][-1]['median_ms']:.1f} ms", file=sys.stderr)
             rows = {}
@@ -173,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="turns over all runtimes (default 3)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per worker (default 5)")
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--jobs", default=",".join(JOBS), help=f"comma-separated, from {', '.join(JOBS)} (default: all)")
     p.add_argument("--int8-pte", nargs=2, action="append", metavar=("JOB", "PTE"), help="int8 .pte for a job")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--worker", choices=RUNNERS, help=argparse.SUPPRESS)
@@ -182,7 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         return _worker(args)
     args.int8_pte = dict(args.int8_pte or [])
-    results = run_bench(args)
+    args.jobs = [j.strip() for j in args.jobs.split(",") if j.strip()]
+    unknown = sorted(set(args.jobs) - set(JOBS)) + sorted(set(args.int8_pte) - set(JOBS))
+    if unknown or not args.jobs:
+        print(f"error: unknown job {', '.join(unknown) or '(none given)'}; jobs are {', '.join(JOBS)}", file=sys.stderr)
+        return 2
+    try:
+        results = run_bench(args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(to_markdown(results))
     if args.json:
         from .io import atomic_write_text

@@ -1,0 +1,19 @@
+"""The bench command's argument errors and table; its timings are produced by running it
+(docs/deployment.md), never asserted in tests."""
+
+from lmfn_edge import bench
+
+
+def test_unknown_job_is_one_line(capsys):
+    assert bench.main(["--jobs", "720p_x4,8k"]) == 2
+    assert capsys.readouterr().err.strip() == "error: unknown job 8k; jobs are 720p_x4, tile128, tile64"
+    assert bench.main(["--int8-pte", "tile32", "x.pte"]) == 2
+
+
+def test_table_shows_ratio_and_output_size():
+    results = {"scale": 4, "jobs": {"tile64": {"input": [64, 64], "runtimes": {
+        "eager": {"median_ms": 80.0, "speedup_vs_eager": 1.0, "peak_rss_mb": 400.0, "gflops": 5.0},
+        "pte_fp32": {"median_ms": 50.0, "speedup_vs_eager": 1.6, "peak_rss_mb": 120.0, "gflops": 8.0}}}}}
+    rows = bench.to_markdown(results).splitlines()
+    assert rows[2] == "| tile64 (64x64 -> 256x256) | eager | 80.0 | 1.00x | 400 | 5.0 |"
+    assert rows[3] == "| tile64 (64x64 -> 256x256) | pte_fp32 | 50.0 | 1.60x | 120 | 8.0 |"
