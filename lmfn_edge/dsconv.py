@@ -12,12 +12,10 @@ Two forward paths share one set of parameters:
 * :class:`DSConv` (training) samples with ``grid_sample``; it is the reference.
 * :class:`DSConvDeploy` (export) never gathers. The displaced coordinate is ``p + d`` with ``p``
   an integer and ``|d| < reach``, so bilinear sampling equals ``sum_t hat(d - t) * f(p + t)``
-  over integer shifts ``t`` on a replicate-padded map (``hat(u) = max(0, 1 - |u|)``). The
-  hat weights of all (shift, tap) pairs come from one 1x1 conv (snake accumulation, scope and
-  shift folded into its weights); tap copies are stacked on the batch axis so every term is a
-  per-pixel scalar times a feature map; one 1x1 conv applies the line kernel at the end.
-  Everything is conv, slice, cat, reshape and elementwise ops, which XNNPACK and Core ML take
-  without fallbacks.
+  over integer shifts ``t`` on a replicate-padded map (``hat(u) = max(0, 1 - |u|)``). Per
+  pixel, that sum for all taps is one small matrix product (features at the shifts times hat
+  weights), so the deploy form is convs, two batched matmuls and a few reshapes, which XNNPACK
+  and Core ML take without fallbacks.
 """
 
 from __future__ import annotations
@@ -147,54 +145,79 @@ def replicate_pad(x: torch.Tensor, dim: int, before: int, after: int) -> torch.T
 class DSConvDeploy(nn.Module):
     """Gather-free DSConv with the same outputs as a trained :class:`DSConv`.
 
-    Layout: the ``K`` tap-shifted copies of the replicate-padded input are stacked along the
-    batch axis, so each bilinear term ``hat_t * f(p + t)`` is a per-pixel scalar broadcast over
-    channels (the innermost axis of XNNPACK's NHWC layout), and shifting by ``t`` is a
-    contiguous slice. The sum over shifts is a short chain of mul/add; taps move back to the
-    channel axis for one 1x1 conv that applies the line kernel. Static shapes lower to a single
-    XNNPACK subgraph; with symbolic H/W the slices and reshapes run on portable kernels.
+    Works on a grid extended by ``K - 1`` along the tap axis, where tap ``k`` of output pixel
+    ``p`` sits at ``q = p + k`` (so the feature read by every tap at ``q`` is the same):
+
+    1. ``pair_conv`` (fixed weights) turns the ``tanh`` offsets into each tap's displacement
+       ``d_k`` at ``q``: the snake accumulation, the scope and the move to ``q`` in one conv;
+       the hat weights of all (shift, tap) pairs are ``relu(1 - |d_k - t|)``, shape (P, T, K)
+       for the P pixels of the extended grid.
+    2. A one-hot depthwise conv (channel multiplier ``T = 2R + 1``) unfolds the
+       replicate-padded input along the moving axis: per pixel a (C, T) matrix, already in
+       the order a batched matmul reads from the channels-last layout.
+    3. One batched matmul (P, C, T) @ (P, T, K) gives every tap's bilinear sample; a second,
+       batched over taps, applies the line kernel; the taps are brought back from ``q`` to
+       ``p`` by a skew (pad the flat tensor so that row k starts k steps later, then one
+       reshape) and summed by a matmul with ones.
+
+    About 30 graph nodes per DSConv, all delegated by XNNPACK for static shapes and converted
+    by Core ML. ``pair_conv`` keeps its name: it is the fixed conv that quantization-aware
+    fine-tuning leaves untouched.
     """
 
     def __init__(self, ds: DSConv) -> None:
         super().__init__()
         k, s = ds.kernel_size, ds.extend_scope
         cin, cout = ds.in_channels, ds.out_channels
-        self.kernel_size, self.morph, self.in_channels = k, ds.morph, cin
-        self.radius = max(tap_reach(k, s))
-        shifts = 2 * self.radius + 1
+        self.kernel_size, self.morph, self.in_channels, self.out_channels = k, ds.morph, cin, cout
+        self.radius = r = max(tap_reach(k, s))
+        shifts = 2 * r + 1
         self.offset_conv = nn.Conv2d(cin, k, 3, padding=1)
         self.offset_conv.load_state_dict(ds.offset_conv.state_dict())
-        # a[t, k] = d_k - t for every shift t and tap k, channel index t * K + k (shift-major, so
-        # the shift-t maps of all taps are one contiguous batch slice after the reshape below).
-        self.pair_conv = nn.Conv2d(k, shifts * k, 1)
-        self.pair_conv.weight.data = (snake_matrix(k) * s).repeat(shifts, 1).view(shifts * k, k, 1, 1)
-        self.pair_conv.bias.data = -torch.arange(-self.radius, self.radius + 1, dtype=torch.float32).repeat_interleave(k)
-        # The line conv on taps stacked along channels (tap-major), i.e. W[o, c, k] at (k, c).
-        line_w = ds.line_conv.weight.data.reshape(cout, cin, k)
-        self.line_conv = nn.Conv2d(k * cin, cout, 1)
-        self.line_conv.weight.data = line_w.permute(0, 2, 1).reshape(cout, k * cin, 1, 1).clone()
-        self.line_conv.bias.data = ds.line_conv.bias.data.clone()
+        # d_k(q) = s * sum_j M[k, j] o_j(q - k): a (1, K) / (K, 1) conv whose output channel k
+        # reads only kernel position K - 1 - k, zero-padded by K - 1 to the extended grid.
+        along_tap = (1, k) if ds.morph == 0 else (k, 1)
+        self.pair_conv = nn.Conv2d(k, k, along_tap, padding=tuple(v - 1 for v in along_tap), bias=False)
+        weight = torch.zeros(k, k, k)
+        for tap, row in enumerate(snake_matrix(k) * s):
+            weight[tap, :, k - 1 - tap] = row
+        self.pair_conv.weight.data = weight.view(k, k, *along_tap)
+        self.register_buffer("shifts", torch.arange(-r, r + 1, dtype=torch.float32).view(shifts, 1))
+        along_move = (shifts, 1) if ds.morph == 0 else (1, shifts)
+        unfold = torch.zeros(cin, shifts, shifts)
+        unfold[:, torch.arange(shifts), torch.arange(shifts)] = 1.0
+        self.register_buffer("unfold_weight", unfold.view(cin * shifts, 1, *along_move))
+        self.register_buffer("tap_sum", torch.ones(1, 1, k))
+        # The line kernel per tap, (K, C_in, C_out), for a matmul batched over taps.
+        line = ds.line_conv.weight.data.reshape(cout, cin, k)
+        self.line_weight = nn.Parameter(line.permute(2, 1, 0).contiguous())
+        self.line_bias = nn.Parameter(ds.line_conv.bias.data.clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, c, r, cin = self.kernel_size, self.kernel_size // 2, self.radius, self.in_channels
-        # Moving axis: rows for morph 0, columns for morph 1.
-        move_dim, tap_dim = (2, 3) if self.morph == 0 else (3, 2)
+        k, c, r = self.kernel_size, self.kernel_size // 2, self.radius
+        cin, cout = self.in_channels, self.out_channels
         b, h, w = x.shape[0], x.shape[2], x.shape[3]
-        single = isinstance(b, int) and b == 1  # batch 1 needs no permutes, only reshapes
-        size, taps_len = (h, w) if self.morph == 0 else (w, h)
-        hat = 1.0 - torch.clamp(torch.abs(self.pair_conv(torch.tanh(self.offset_conv(x)))), 0.0, 1.0)
-        # (B, T*K, H, W) -> (T*K*B, 1, H, W): batch index (t, k, b), matching the taps below.
-        if not single:
-            hat = hat.reshape(b, (2 * r + 1) * k, h, w).transpose(0, 1)
-        hat = hat.reshape((2 * r + 1) * k * b, 1, h, w)
+        move_dim, tap_dim = (2, 3) if self.morph == 0 else (3, 2)
+        disp = self.pair_conv(torch.tanh(self.offset_conv(x)))  # (B, K, He, We), extended grid
+        he, we = disp.shape[2], disp.shape[3]
+        pixels = b * he * we
+        disp = disp.permute(0, 2, 3, 1).reshape(pixels, 1, k)
+        hat = torch.relu(1.0 - torch.abs(disp - self.shifts))  # (P, T, K)
         padded = replicate_pad(replicate_pad(x, move_dim, r, r), tap_dim, c, c)
-        taps = torch.cat([padded.narrow(tap_dim, j, taps_len) for j in range(k)], dim=0) if k > 1 else padded
-        acc = None
-        for i in range(2 * r + 1):
-            shifted = taps.narrow(move_dim, i, size) if r else taps
-            term = shifted * hat.narrow(0, i * k * b, k * b)
-            acc = term if acc is None else acc + term
-        # (K*B, C, H, W), batch index (k, b) -> (B, K*C, H, W), channel index (k, c).
-        if not single:
-            acc = acc.reshape(k, b, cin, h, w).transpose(0, 1)
-        return self.line_conv(acc.reshape(b, k * cin, h, w))
+        cols = F.conv2d(padded, self.unfold_weight, groups=cin)  # (B, C*T, He, We)
+        cols = cols.permute(0, 2, 3, 1).reshape(pixels, cin, 2 * r + 1)
+        samples = torch.bmm(cols, hat)  # (P, C, K): tap k of the pixel k steps back
+        per_tap = torch.bmm(samples.permute(2, 0, 1), self.line_weight)  # (K, P, C_out)
+        # Row k must start k steps later along the tap axis: lengthen the flat tensor so rows are
+        # one step longer, then read it back as K rows (a skew; no gather, no per-tap slices).
+        # The appended values land only in positions cropped below, so any values do; a slice
+        # of the tensor itself avoids a dynamic-size pad, which Core ML rejects.
+        step = cout if self.morph == 0 else we * cout
+        n = pixels * cout
+        flat = per_tap.reshape(1, k * n)
+        per_tap = torch.cat([flat, flat.narrow(1, 0, k * step)], dim=1).reshape(1, k, n + step)
+        out = torch.bmm(self.tap_sum, per_tap).reshape(1, n + step).narrow(1, 0, n)
+        out = out.reshape(b, he, we, cout)
+        if k > 1:
+            out = out.narrow(2, 0, w) if self.morph == 0 else out.narrow(1, 0, h)
+        return (out + self.line_bias).permute(0, 3, 1, 2)

@@ -86,8 +86,10 @@ def test_coreml_program_inspection(tmp_path, precision, shape):
     ops = {op.type for block in blocks for op in block.operations}
     # fp16 compute shows up as casts around the body; fp32 programs have none.
     assert ("cast" in ops) == (precision == "fp16")
+    # matmul and relu come from DSConv's deploy form (its per-pixel bilinear matmul).
     assert ops <= {"abs", "add", "cast", "clip", "concat", "const", "conv", "conv_transpose", "gelu",
-                   "max_pool", "mul", "reshape", "rsqrt", "shape", "gather", "slice_by_index", "sub", "tanh", "transpose"}, sorted(ops)
+                   "matmul", "max_pool", "mul", "relu", "reshape", "rsqrt", "shape", "gather",
+                   "slice_by_index", "sub", "tanh", "transpose"}, sorted(ops)
     assert result.manifest["precision"] == precision
 
 
