@@ -434,6 +434,16 @@ def _unary(fn):
     return lambda op, a: fn(a["x"])
 
 
+def _matmul(op, a):
+    # MIL matmul: numpy's batched, broadcasting matmul after the optional transposes.
+    x, y = a["x"], a["y"]
+    if bool(a.get("transpose_x", False)):
+        x = np.swapaxes(x, -1, -2)
+    if bool(a.get("transpose_y", False)):
+        y = np.swapaxes(y, -1, -2)
+    return np.matmul(x, y)
+
+
 # --- tensor manipulation --------------------------------------------------------------------
 
 
@@ -551,6 +561,7 @@ _OPS = {
     "exp": _unary(np.exp),
     "rsqrt": lambda op, a: 1.0 / np.sqrt(a["x"] + np.float32(a.get("epsilon", 1e-12))),
     "clip": lambda op, a: np.minimum(np.maximum(a["x"], a["alpha"]), a["beta"]),
+    "matmul": _matmul,
     "add": _binary(np.add),
     "sub": _binary(np.subtract),
     "mul": _binary(np.multiply),

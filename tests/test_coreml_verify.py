@@ -180,6 +180,22 @@ def test_elementwise_shape_and_concat_ops():
     np.testing.assert_allclose(run(program_of(build, x.shape), x=x), ref, atol=1e-6)
 
 
+@pytest.mark.parametrize("transpose_x,transpose_y", [(False, False), (True, False), (False, True)])
+def test_matmul_and_relu_match_torch(transpose_x, transpose_y):
+    # The DSConv deploy form's bilinear and line-kernel bmm, with a broadcast batch.
+    x = rng.standard_normal((3, 5, 4)).astype(np.float32)
+    y = rng.standard_normal((1, 4, 6) if not transpose_y else (1, 6, 4)).astype(np.float32)
+    xt = torch.from_numpy(x).transpose(-1, -2) if transpose_x else torch.from_numpy(x)
+
+    def build(x):
+        a = mb.transpose(x=x, perm=[0, 2, 1]) if transpose_x else x
+        return mb.relu(x=mb.matmul(x=a, y=y, transpose_x=transpose_x, transpose_y=transpose_y))
+
+    yt = torch.from_numpy(y).transpose(-1, -2) if transpose_y else torch.from_numpy(y)
+    ref = torch.relu(torch.matmul(xt.transpose(-1, -2) if transpose_x else xt, yt)).numpy()
+    np.testing.assert_allclose(run(program_of(build, x.shape), x=x), ref, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("mode,approx", [("EXACT", "none"), ("TANH_APPROXIMATION", "tanh")])
 def test_gelu_modes_match_torch(mode, approx):
     x = np.linspace(-8, 8, 401, dtype=np.float32).reshape(1, 401)

@@ -25,12 +25,7 @@ from quantization.numerics import synthetic_image
 TINY = dict(channels=16, num_blocks=2, pattern="LM", kernel_size=3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def set5_style(root: Path, scale: int = 2, sides=(40, 44)) -> Path:

@@ -31,14 +31,9 @@ TINY = dict(channels=16, num_blocks=2, pattern="LM", kernel_size=3)
 TILE = 24
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Module scope: it must also cover the module-scoped QAT runs, or the "straight" run (two
-    # threads) and the resumed run (one thread) differ in the last bit.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Module scope: it must also cover the module-scoped QAT runs, or the "straight" run (two
+# threads) and the resumed run (one thread) differ in the last bit.
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def tiny_model() -> LMFN:
@@ -74,7 +69,7 @@ def config(root: Path, **changes) -> QATConfig:
 
 
 @pytest.fixture(scope="module")
-def straight(workspace) -> Path:
+def straight(workspace, one_thread_module) -> Path:
     """Four QAT steps in one go (observers frozen after two); the program and checkpoint."""
     run = workspace / "straight"
     qat_cli.qat(config(workspace), run, progress=False)

@@ -29,12 +29,7 @@ SETS = ["iterations=3", "patch_size=12", "batch_size=4", "ckpt_every=1", "log_ev
         "model_overrides.channels=8"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # two threads on a shared 2-core machine spin-wait on each other
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
