@@ -53,6 +53,23 @@ def _model(args):
     return create_model(model_name(args.scale), pretrained=True)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory.
+
+    ``VmHWM`` belongs to the address space, which ``exec`` replaces, so a worker reports its own
+    peak; ``ru_maxrss`` survives fork + exec and would report the parent's if that was larger.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024 if sys.platform == "darwin" else 1024)  # bytes on macOS, KiB on Linux
+
+
 def _worker(args) -> int:
     """Load one runtime, time it, print one JSON line."""
     torch.set_num_threads(args.threads)
@@ -91,7 +108,7 @@ def _worker(args) -> int:
         t = time.perf_counter()
         run()
         times.append(time.perf_counter() - t)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     print(json.dumps({"median_ms": statistics.median(times) * 1e3, "peak_rss_mb": peak_mb}))
     return 0
 

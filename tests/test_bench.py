@@ -17,3 +17,15 @@ def test_table_shows_ratio_and_output_size():
     rows = bench.to_markdown(results).splitlines()
     assert rows[2] == "| tile64 (64x64 -> 256x256) | eager | 80.0 | 1.00x | 400 | 5.0 |"
     assert rows[3] == "| tile64 (64x64 -> 256x256) | pte_fp32 | 50.0 | 1.60x | 120 | 8.0 |"
+
+
+def test_peak_rss_is_this_process_s_own():
+    # A child started by a parent that holds a large buffer must not report the parent's peak.
+    import subprocess
+    import sys
+
+    code = ("import numpy, subprocess, sys; a = numpy.ones(400 * 2**20 // 8); "
+            "print(subprocess.run([sys.executable, '-c', 'from lmfn_edge.bench import peak_rss_mb; "
+            "print(peak_rss_mb())'], capture_output=True, text=True).stdout)")
+    child_mb = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert 0 < child_mb < 400
