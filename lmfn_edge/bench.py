@@ -168,7 +168,9 @@ def run_bench(args) -> dict:
                 if not runs:
                     continue
                 ms = statistics.median(r["median_ms"] for r in runs)
+                artifact = artifacts.get((job, runner)) if runner != "eager" else None
                 rows[runner] = {"median_ms": ms, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+                                "artifact_mb": Path(artifact).stat().st_size / 2**20 if artifact else None,
                                 "gflops": 2 * macs / (ms * 1e-3) / 1e9, "rounds_ms": [r["median_ms"] for r in runs]}
             eager = rows.get("eager", {}).get("median_ms")
             for row in rows.values():
@@ -179,12 +181,15 @@ def run_bench(args) -> dict:
 
 
 def to_markdown(results: dict) -> str:
-    lines = ["| job | runtime | median ms | speedup vs eager | peak RSS MB | GFLOP/s |", "|---|---|---:|---:|---:|---:|"]
+    lines = ["| job | runtime | median ms | speedup vs eager | peak RSS MB | file MB | GFLOP/s |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for job, data in results["jobs"].items():
         h, w = data["input"]
         for runner, r in data["runtimes"].items():
+            size = f"{r['artifact_mb']:.2f}" if r.get("artifact_mb") else "-"
             lines.append(f"| {job} ({w}x{h} -> {w * results['scale']}x{h * results['scale']}) | {runner} | "
-                         f"{r['median_ms']:.1f} | {r['speedup_vs_eager']:.2f}x | {r['peak_rss_mb']:.0f} | {r['gflops']:.1f} |")
+                         f"{r['median_ms']:.1f} | {r['speedup_vs_eager']:.2f}x | {r['peak_rss_mb']:.0f} | {size} | "
+                         f"{r['gflops']:.1f} |")
     return "\n".join(lines)
 
 

@@ -13,10 +13,11 @@ def test_unknown_job_is_one_line(capsys):
 def test_table_shows_ratio_and_output_size():
     results = {"scale": 4, "jobs": {"tile64": {"input": [64, 64], "runtimes": {
         "eager": {"median_ms": 80.0, "speedup_vs_eager": 1.0, "peak_rss_mb": 400.0, "gflops": 5.0},
-        "pte_fp32": {"median_ms": 50.0, "speedup_vs_eager": 1.6, "peak_rss_mb": 120.0, "gflops": 8.0}}}}}
+        "pte_fp32": {"median_ms": 50.0, "speedup_vs_eager": 1.6, "peak_rss_mb": 120.0, "artifact_mb": 1.5,
+                     "gflops": 8.0}}}}}
     rows = bench.to_markdown(results).splitlines()
-    assert rows[2] == "| tile64 (64x64 -> 256x256) | eager | 80.0 | 1.00x | 400 | 5.0 |"
-    assert rows[3] == "| tile64 (64x64 -> 256x256) | pte_fp32 | 50.0 | 1.60x | 120 | 8.0 |"
+    assert rows[2] == "| tile64 (64x64 -> 256x256) | eager | 80.0 | 1.00x | 400 | - | 5.0 |"
+    assert rows[3] == "| tile64 (64x64 -> 256x256) | pte_fp32 | 50.0 | 1.60x | 120 | 1.50 | 8.0 |"
 
 
 def test_peak_rss_is_this_process_s_own():
