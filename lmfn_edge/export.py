@@ -303,7 +303,8 @@ def load_model_for_export(scale: int, weights: str | None, random_init: bool, **
 
 
 def load_quantized_program(path: str | Path):
-    """A quantized program written by ``quantization/`` and the LMFN config it carries."""
+    """A quantized program written by ``quantization/``, its LMFN config, and what it records
+    of its making (method, float weights, details), as a dict."""
     from .model import LMFNConfig
 
     path = Path(path)
@@ -318,27 +319,33 @@ def load_quantized_program(path: str | Path):
         config = LMFNConfig.from_dict(info["config"])
     except Exception as exc:  # torch raises many types for a bad archive
         raise ExportError(f"cannot load quantized program {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
-    return program, config
+    return program, config, info
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .weights import WeightsError
+    from .weights import WeightsError, sha256_file
 
     try:
         if args.target not in TARGETS:
             raise ExportError(f"unknown target {args.target!r}; choose one of: {', '.join(TARGETS)}")
         shape = ShapeSpec.parse(args.shape)
-        quantized, quantized_config = None, None
+        quantized, quantized_config, quantized_info = None, None, {}
         if args.quantized:
-            quantized, quantized_config = load_quantized_program(args.quantized)
+            quantized, quantized_config, quantized_info = load_quantized_program(args.quantized)
             if quantized_config.scale != args.scale:
                 raise ExportError(f"{args.quantized} is an x{quantized_config.scale} program, but --scale is {args.scale}")
         if quantized_config is not None:
             from .model import LMFN
 
             # The program carries its weights; the model only supplies the config for the sidecar.
-            model, weights_info = LMFN(quantized_config).eval(), {"source": str(args.quantized), "sha256": None}
+            # The sidecar traces the int8 weights back to the float weights they came from.
+            model = LMFN(quantized_config).eval()
+            weights_info = {
+                "source": str(args.quantized),
+                "sha256": sha256_file(args.quantized),
+                "quantization": {k: quantized_info.get(k) for k in ("method", "weights", "details")},
+            }
         else:
             model, weights_info = load_model_for_export(
                 args.scale, args.weights, args.random_init, kernel_size=args.kernel_size, pattern=args.pattern

@@ -109,6 +109,22 @@ def test_qat_int8_pte_is_one_xnnpack_subgraph_matching_the_qdq_model(straight, w
     assert err.mean().item() <= 0.5 * step, (err.mean().item(), step)
 
 
+def test_export_cli_sidecar_traces_int8_program_to_float_weights(straight, workspace):
+    import json
+
+    from lmfn_edge import export as export_cli
+    from lmfn_edge.weights import sha256_file
+
+    pt2 = straight / "lmfn_x2_qat_int8.pt2"
+    out = workspace / "cli_int8.pte"
+    assert export_cli.main(["--scale", "2", "--quantized", str(pt2), "--output", str(out)]) == 0
+    weights = json.loads(out.with_name(out.name + ".json").read_text())["weights"]
+    _, info = load_quantized(pt2)
+    assert weights["source"] == str(pt2) and weights["sha256"] == sha256_file(pt2)
+    assert weights["quantization"] == {"method": "qat", "weights": info.weights, "details": info.details}
+    assert info.weights["sha256"] == sha256_file(workspace / "w.safetensors")
+
+
 def output_scale(program: torch.export.ExportedProgram) -> float:
     """Step of the last int8 grid before the output (the pixel-shuffle conv only moves values)."""
     (node,) = next(n for n in program.graph.nodes if n.op == "output").args[0]
