@@ -20,6 +20,7 @@ from training.checkpoint import CHECKPOINT_NAME, init_from, load_checkpoint, rng
 from training.config import ConfigError, TrainConfig, load_config
 from training.data import DataError, StepSampler, TrainPatches, dihedral, find_pairs, load_validation
 from training.plot import plot_log
+from training.skimage_photos import pixel_sha256
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
 
@@ -346,6 +347,16 @@ def test_release_writes_ema_weights_that_start_another_scale(data, tmp_path, cap
         torch.testing.assert_close(state[k], v, rtol=0, atol=0)
     assert meta["training_steps"] == "2" and meta["weights"] == "ema" and config.channels == 8
     assert json.loads(meta["train_config"])["model"] == "lmfn_x2"
+    # The training images' fingerprint: every image of the data root, hashed over its pixels.
+    fingerprint = json.loads(meta["train_images"])
+    assert sorted(e["file"] for e in fingerprint) == sorted(p.name for p in data[0].iterdir())
+    for entry in fingerprint:
+        with Image.open(data[0] / entry["file"]) as img:
+            pixels = np.asarray(img.convert("RGB"))
+        assert entry["sha256"] == pixel_sha256(pixels) and entry["root"] == str(data[0])
+    out2 = tmp_path / "x2b.safetensors"
+    assert release_cli.main([str(tmp_path / "run" / CHECKPOINT_NAME), "--output", str(out2), "--no-fingerprint"]) == 0
+    assert read_weights(out2)[2]["train_images"] == "unavailable"
 
     from lmfn_edge import create_model
 

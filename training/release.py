@@ -18,10 +18,11 @@ import json
 import sys
 from pathlib import Path
 
-from lmfn_edge.model import LMFN, LMFNConfig, model_name
-from lmfn_edge.weights import WeightsError, load_state, load_weights, save_weights, sha256_file
+from tqdm import tqdm
 
 from lmfn_edge.io import ImageError, load_image
+from lmfn_edge.model import LMFN, LMFNConfig, model_name
+from lmfn_edge.weights import WeightsError, load_state, load_weights, save_weights, sha256_file
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .data import DataError, hr_images
@@ -36,11 +37,11 @@ def fingerprint_training_images(train_config: dict, scale: int) -> list[dict[str
     Raises:
         DataError, ImageError: If a folder or image cannot be read.
     """
-    entries = []
-    for root in train_config["data_roots"]:
-        for path in hr_images(root, scale):
-            entries.append({"root": root, "file": path.name, "sha256": pixel_sha256(load_image(path))})
-    return entries
+    found = [(root, path) for root in train_config["data_roots"] for path in hr_images(root, scale)]
+    return [
+        {"root": root, "file": path.name, "sha256": pixel_sha256(load_image(path))}
+        for root, path in tqdm(found, desc="fingerprinting training images", unit="img", leave=False)
+    ]
 
 
 def release(checkpoint: str | Path, output: str | Path, ema: bool = True, fingerprint: bool = True) -> LMFN:
@@ -65,14 +66,12 @@ def release(checkpoint: str | Path, output: str | Path, ema: bool = True, finger
         "training_steps": str(int(ckpt["step"])),
         "train_config": json.dumps(ckpt["train_config"]),
     }
+    extra["train_images"] = "unavailable"
     if fingerprint:
         try:
             extra["train_images"] = json.dumps(fingerprint_training_images(ckpt["train_config"], config.scale))
         except (DataError, ImageError) as exc:
             print(f"note: training images not fingerprinted ({exc})", file=sys.stderr)
-            extra["train_images"] = "unavailable"
-    else:
-        extra["train_images"] = "unavailable"
     save_weights(model, output, extra)
     return load_weights(output, scale=config.scale)
 
