@@ -10,10 +10,6 @@ activations asymmetric per tensor (deployment-facts.md section 2). What this mod
 * ``narrow`` becomes ``slice``: the quantizer lets ``slice`` share its input's qparams but not
   ``narrow`` (the same op), and an un-annotated slice between q/dq pairs of different params is
   rejected by the XNNPACK partitioner.
-* Transposed convs get per-tensor weights: under QAT, torchao 0.18's weight fake-quant ignores
-  the ``ch_axis=1`` the annotator asks for, and XNNPACK only takes per-output-channel
-  (axis 1) transposed-conv weights. The one transposed conv the quantizer annotates is the
-  one-hot pixel shuffle, which per-tensor int8 represents exactly.
 * Channel LayerNorm stays float. Its variance (with eps folded into the conv bias) spans
   flat regions (variance near 0) and edges in one int8 tensor: flat pixels round to 0 and
   ``rsqrt`` gives inf. Trained weights hit this on the first QAT step (the fake-quant
@@ -35,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lmfn_edge.deploy import ChannelLayerNormDeploy, LMFNDeploy, PoolDSConvDeploy, to_deploy
+from lmfn_edge.deploy import ChannelLayerNormDeploy, LMFNDeploy, to_deploy
 from lmfn_edge.dsconv import DSConvDeploy
 from lmfn_edge.export import DYNAMIC_MULTIPLE, package_versions
 from lmfn_edge.io import atomic_write_bytes
@@ -118,9 +114,7 @@ def quantizer(qat: bool):
     """``XNNPACKQuantizer``: per-channel int8 weights, per-tensor int8 activations."""
     xq, _, _ = _pt2e()
     q = xq.XNNPACKQuantizer().set_global(xq.get_symmetric_quantization_config(is_per_channel=True, is_qat=qat))
-    # See the module docstring: per-tensor keeps the pixel-shuffle conv exact and delegable,
-    # and LayerNorm's variance must not round to zero.
-    q.set_module_type(nn.ConvTranspose2d, xq.get_symmetric_quantization_config(is_per_channel=False, is_qat=qat))
+    # See the module docstring: LayerNorm's variance must not round to zero.
     return q.set_module_type(ChannelLayerNormDeploy, None)
 
 
@@ -145,25 +139,21 @@ def narrow_to_slice(gm: torch.fx.GraphModule) -> int:
 def fixed_parameter_names(deployed: LMFNDeploy) -> set[str]:
     """Deploy-form parameters that encode fixed operations, never trained.
 
-    LayerNorm's mean and variance convs (all but its affine part), the nearest-upsampling and
-    pixel-shuffle transposed convs and DSConv's bilinear-hat pair conv re-express parameter-free
-    operations; keeping them fixed keeps the fine-tuned network an LMFN (and its LayerNorm a
-    LayerNorm, whose variance stays positive).
+    LayerNorm's mean and variance convs (all but its affine part) and DSConv's bilinear-hat pair
+    conv re-express parameter-free operations; keeping them fixed keeps the fine-tuned network
+    an LMFN (and its LayerNorm a LayerNorm, whose variance stays positive). The other fixed
+    operations (unfold, skew, upsampling, pixel shuffle) hold their constants in buffers.
     """
 
-    def names(prefix: str, module: nn.Module | None) -> set[str]:
-        return {f"{prefix}.{n}".lstrip(".") for n, _ in module.named_parameters()} if module is not None else set()
+    def names(prefix: str, module: nn.Module) -> set[str]:
+        return {f"{prefix}.{n}".lstrip(".") for n, _ in module.named_parameters()}
 
     fixed = set()
     for prefix, module in deployed.named_modules():
         if isinstance(module, ChannelLayerNormDeploy):
             fixed |= names(prefix, module) - names(f"{prefix}.affine", module.affine)
-        elif isinstance(module, PoolDSConvDeploy):
-            fixed |= names(f"{prefix}.up", module.up)
         elif isinstance(module, DSConvDeploy):
             fixed |= names(f"{prefix}.pair_conv", module.pair_conv)
-        elif isinstance(module, LMFNDeploy):
-            fixed |= names(f"{prefix}.shuffle", module.shuffle)
     return fixed
 
 

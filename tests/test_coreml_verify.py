@@ -269,7 +269,7 @@ def test_fp32_program_matches_eager_on_photos(exported, photos):
     report = verify(path, model, photos)
     assert report.precision == "fp32" and report.passed, report.summary()
     assert max(c.max_abs for c in report.images) <= FP32_MAX_ABS
-    assert {"conv", "conv_transpose", "max_pool", "gelu", "slice_by_index", "rsqrt"} <= set(report.op_counts)
+    assert {"conv", "matmul", "transpose", "reshape", "max_pool", "gelu", "slice_by_index", "rsqrt"} <= set(report.op_counts)
 
 
 def test_fp16_program_within_psnr_bound_and_rounds_to_fp16(exported, photos):
