@@ -8,7 +8,10 @@ packages are imported inside the functions, so ``import lmfn_edge`` stays cheap.
 
 from __future__ import annotations
 
+import inspect
+import os
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -74,6 +77,44 @@ def delegation_summary(graph_module: torch.fx.GraphModule, backend: str) -> Dele
     return Delegation(backend, subgraphs, delegated, sum(left.values()), dict(sorted(left.items())))
 
 
+@contextmanager
+def one_level_provenance():
+    """Keep only one level of torch.fx node provenance while lowering.
+
+    Every graph pass of the edge and XNNPACK pipelines (about sixty) records each new node's
+    source in ``node.meta["from_node"]`` as a ``torch.fx.traceback.NodeSource`` that deep-copies
+    the source's own history, so the chains grow with every pass and copying them takes about a
+    fifth of the lowering time of the full model. Inside this context a new ``NodeSource`` keeps
+    its direct source but not that source's history. The program is the same (the tests compare
+    delegation and outputs); ExecuTorch's debug handles then group nodes by their last source
+    rather than the first, which only matters for mapping profiler events back to
+    ``torch.export`` nodes: set ``LMFN_EDGE_FULL_PROVENANCE=1`` to keep the full history.
+    Does nothing if torch's ``NodeSource`` is not the 2.13 one this was written against.
+    """
+    from torch.fx import traceback as fx_traceback
+
+    source = getattr(fx_traceback, "NodeSource", None)
+    init = getattr(source, "__init__", None)
+    expected = ["self", "node", "pass_name", "action"]
+    if os.environ.get("LMFN_EDGE_FULL_PROVENANCE") or init is None or list(inspect.signature(init).parameters) != expected:
+        yield
+        return
+
+    def init_without_history(self, node, pass_name="", action=None):
+        history = node.meta.pop("from_node", None) if node is not None else None
+        try:
+            init(self, node, pass_name, action)
+        finally:
+            if history is not None:
+                node.meta["from_node"] = history
+
+    source.__init__ = init_without_history
+    try:
+        yield
+    finally:
+        source.__init__ = init
+
+
 def lower_to_executorch(ep: torch.export.ExportedProgram, backend: str):
     """Lower to a .pte program. ``backend``: ``xnnpack``, ``portable`` or ``coreml``.
 
@@ -98,9 +139,10 @@ def lower_to_executorch(ep: torch.export.ExportedProgram, backend: str):
         partitioners = [CoreMLPartitioner(compile_specs=specs)]
     elif backend != "portable":
         raise ExportError(f"unknown ExecuTorch backend {backend!r}")
-    edge = exir.to_edge_transform_and_lower(ep, partitioner=partitioners)
-    summary = delegation_summary(edge.exported_program().graph_module, backend)
-    return edge.to_executorch(), summary
+    with one_level_provenance():
+        edge = exir.to_edge_transform_and_lower(ep, partitioner=partitioners)
+        summary = delegation_summary(edge.exported_program().graph_module, backend)
+        return edge.to_executorch(), summary
 
 
 def convert_coreml(

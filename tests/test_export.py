@@ -46,6 +46,24 @@ def test_xnnpack_fixed_shape_one_subgraph_and_parity(tmp_path, scale):
     assert (run_pte(result.path, x) - ref).abs().max().item() <= 1e-4
 
 
+def test_one_level_provenance_lowers_the_same_program(tmp_path, monkeypatch):
+    from torch.fx.traceback import NodeSource
+
+    from lmfn_edge.lowering import one_level_provenance
+
+    original_init = NodeSource.__init__
+    with one_level_provenance():  # torch 2.13's NodeSource: the lean version is in place
+        assert NodeSource.__init__ is not original_init
+    model = tiny_model(2)
+    lean = export(model, "xnnpack", tmp_path / "lean.pte", ShapeSpec(24, 24))
+    assert NodeSource.__init__ is original_init  # restored after lowering
+    monkeypatch.setenv("LMFN_EDGE_FULL_PROVENANCE", "1")
+    full = export(model, "xnnpack", tmp_path / "full.pte", ShapeSpec(24, 24))
+    assert lean.manifest["delegation"] == full.manifest["delegation"]
+    x = torch.rand(1, 3, 24, 24)
+    assert torch.equal(run_pte(lean.path, x), run_pte(full.path, x))
+
+
 def test_xnnpack_dynamic_shape_runs_any_multiple_of_8(tmp_path):
     model = tiny_model(2)
     result = export(model, "xnnpack", tmp_path / "dyn.pte", ShapeSpec.parse("16:48"))
