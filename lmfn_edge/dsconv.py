@@ -160,8 +160,9 @@ class DSConvDeploy(nn.Module):
        tap k's sample from ``q = p + k`` to ``p``, and the line kernel becomes a 1x1 conv over
        the (C, K) channels.
 
-    24 graph nodes, all delegated by XNNPACK for static shapes and converted by Core ML. ``pair_conv`` keeps its name: it is the fixed conv that
-    quantization-aware fine-tuning leaves untouched; ``line`` holds the trained line kernel.
+    24 graph nodes, all delegated by XNNPACK for static shapes and converted by Core ML.
+    ``pair_conv`` keeps its name: it is the fixed conv that quantization-aware fine-tuning
+    leaves untouched; ``line`` holds the trained line kernel.
     """
 
     def __init__(self, ds: DSConv) -> None:
