@@ -1,19 +1,24 @@
 """LMFN Edge: the LMFN super-resolution network from training to phones.
 
 ``import lmfn_edge`` stays cheap: executorch, coremltools and torchao are imported only inside
-the functions that need them.
+the functions that need them. The package is layered (docs/architecture.md, enforced by the
+import-linter contracts in pyproject.toml): leaves (``errors``, ``manifest``, ``io``,
+``metrics``, ``imresize``) <- ``model`` <- ``runtime`` | ``deployment`` <- ``evaluation`` <-
+``cli`` <- the command lines (``export``, ``upscale``, ``evaluate``, ``bench``,
+``verify_coreml``, ``info``).
 """
 
 from __future__ import annotations
 
 from .model import LMFN, MODEL_SCALES, LMFNConfig, config_for, model_name
+from .model.weights import WeightsRecord, load_model
 
-__all__ = ["LMFN", "LMFNConfig", "MODEL_SCALES", "create_model", "model_name"]
+__all__ = ["LMFN", "LMFNConfig", "MODEL_SCALES", "WeightsRecord", "create_model", "load_model", "model_name"]
 __version__ = "0.1.0"
 
 
 def create_model(name: str, pretrained: bool = False, weights: str | None = None, **overrides) -> LMFN:
-    """Create ``lmfn_x2``, ``lmfn_x3`` or ``lmfn_x4``.
+    """Create ``lmfn_x2``, ``lmfn_x3`` or ``lmfn_x4`` (timm's entry point).
 
     Args:
         name: Model name.
@@ -23,14 +28,12 @@ def create_model(name: str, pretrained: bool = False, weights: str | None = None
         **overrides: ``LMFNConfig`` fields (e.g. ``channels=16, num_blocks=2, pattern="LM"``).
 
     Returns:
-        The model, in eval mode when weights were loaded, else freshly initialised.
+        The model, in eval mode when weights were loaded, else freshly initialised (in training
+        mode, with torch's current random state; :func:`load_model` seeds a random init).
     """
-    from .weights import default_weights_path, load_weights
-
     config = config_for(name, **overrides)
     if pretrained or weights:
         if overrides:
-            raise ValueError("config overrides cannot be combined with loaded weights")
-        path = weights or default_weights_path(name)
-        return load_weights(path, scale=config.scale)
+            raise ValueError("config overrides cannot be combined with loaded weights (they fix the architecture)")
+        return load_model(config.scale, weights=weights)[0]
     return LMFN(config)

@@ -1,5 +1,9 @@
 """Image and file I/O: every input becomes HxWx3 uint8 RGB, every write is atomic.
 
+Outputs are checked before any work starts (:func:`check_output`: not a folder, not one of the
+inputs, in a folder that exists or can be created and is writable) and written through
+:func:`staged`, so a failing run never leaves a half-written file nor replaces an existing one.
+
 Loading goes through Pillow and normalises what users actually feed an upscaler: EXIF-rotated
 phone photos, palette and transparent PNGs, 16-bit PNG/TIFF, CMYK JPEGs. Failures surface as
 ``ImageError`` with a one-line message naming the file, instead of a Pillow traceback or a
@@ -20,9 +24,16 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import UsageError
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageError",
+    "OutputError",
+    "check_output",
+    "image_size",
+    "same_path",
+    "staged",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -53,8 +64,12 @@ _ICC_FORMATS = {"PNG", "JPEG", "WEBP", "TIFF"}  # BMP has no ICC support in Pill
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError)
 
 
-class ImageError(ValueError):
+class ImageError(UsageError, ValueError):
     """An image could not be read or written; the message is one line naming the file."""
+
+
+class OutputError(UsageError):
+    """An output path that cannot be written as asked; the message is one line."""
 
 
 def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -320,3 +335,112 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name the same file or folder (links and spellings resolved)."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_output(
+    path: str | os.PathLike,
+    inputs: tuple[str | os.PathLike | None, ...] = (),
+    folder: bool = False,
+    flag: str = "output",
+) -> Path:
+    """Refuses, before any work, an output that cannot be written as asked.
+
+    Args:
+        path: Where the command will write.
+        inputs: Files or folders the command reads; the output may not be one of them.
+        folder: The output is a folder (of images); else a file or a package folder
+            (.mlpackage) that replaces what is there.
+        flag: How the command line calls the output, for the message.
+
+    Returns:
+        ``path`` as a ``Path``. Missing parent folders are created when the output is written.
+
+    Raises:
+        OutputError: If ``path`` is an existing folder where a file is expected (or a file
+            where a folder is), equals an input, or lies in a folder that is a file or is not
+            writable.
+    """
+    path = Path(path)
+    for source in inputs:
+        if source is not None and same_path(path, source):
+            raise OutputError(f"{flag} {path} is also an input; choose another path")
+    if folder:
+        if path.exists() and not path.is_dir():
+            raise OutputError(f"{flag} {path} is a file, but a folder is needed")
+    elif path.is_dir() and path.suffix.lower() != ".mlpackage":
+        raise OutputError(f"{flag} {path} is a folder; give a file path")
+    parent = path if folder else path.parent
+    existing = parent
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"cannot create {parent}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to {existing}: permission denied")
+    return path
+
+
+@contextlib.contextmanager
+def staged(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path next to ``path`` that replaces ``path`` when the block succeeds.
+
+    For outputs written by other libraries (an .mlpackage folder, a file saved by name). The
+    parent folder is created if missing. If the block raises, the temporary file or folder is
+    removed and ``path`` is untouched; a folder at ``path`` is replaced only after the new one
+    is complete.
+    """
+    import shutil
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        staging = tmp / path.name
+        yield staging
+        if path.is_dir() and not path.is_symlink():
+            os.replace(path, tmp / ".previous")
+        os.replace(staging, path)
+        _fsync_dir(path.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image as its header says (EXIF rotation applied), without decoding.
+
+    Raises:
+        ImageError: If the file is missing or not an image.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image file") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file (Pillow cannot identify it)") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: image too large ({e})") from None
+    except _DECODE_ERRORS as e:
+        raise ImageError(f"{path}: corrupt image ({e})") from None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)

@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lmfn_edge import create_model
-from lmfn_edge.dsconv import DSConv
-from lmfn_edge.evaluate import Method, evaluate
-from lmfn_edge.export import ShapeSpec, export
+from lmfn_edge import cli, create_model
+from lmfn_edge.deployment import QuantizedInfo, export, export_quantized
+from lmfn_edge.evaluation import Method, evaluate
 from lmfn_edge.imresize import bicubic_downscale
 from lmfn_edge.io import atomic_write_text, save_image
+from lmfn_edge.manifest import ShapeSpec
 from lmfn_edge.model import LMFN
+from lmfn_edge.model.dsconv import DSConv
 
 from .ptq import calibration_crops, ptq
 
@@ -102,7 +103,8 @@ def compute(workdir: str | Path | None = None) -> dict:
         hr_set, float_set, lrs = _write_sets(root, model)
         fp32 = export(model, "xnnpack", root / "fp32.pte", ShapeSpec(TILE, TILE), overlap=OVERLAP)
         program, _ = ptq(model, calibration_crops(lrs, HR_SIDE), tile=TILE)
-        export(model, "xnnpack", root / "int8.pte", precision="int8", quantized=program, overlap=OVERLAP)
+        export_quantized(program, QuantizedInfo("ptq", model.config.to_dict(), TILE), "xnnpack", root / "int8.pte",
+                         OVERLAP)
         methods = {
             "eager": Method("eager"),
             "deploy": Method("deploy"),
@@ -144,10 +146,14 @@ def compare(expected: dict, actual: dict) -> list[str]:
     return problems
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m quantization.numerics", description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser("quantization.numerics", "Recompute the expected PSNR of every runtime for a fixed tiny model "
+                                            "and compare it with the stored numbers.")
     p.add_argument("--write", action="store_true", help=f"store the result in {EXPECTED_PATH}")
-    args = p.parse_args(argv)
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
     actual = compute()
     for key, a in actual["artifacts"].items():
         print(f"{key:14s} PSNR-Y vs HR {a['psnr_hr']:8.4f} dB   vs float {a['psnr_vs_float']:8.4f} dB")
@@ -160,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     for line in problems:
         print(f"drift: {line}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(build_parser(), _run, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """``python -m quantization.ptq``: the post-training int8 baseline QAT is measured against.
 
-PT2E PTQ with the same quantizer as QAT (:mod:`quantization.pt2e`): ``prepare_pt2e`` inserts
+PT2E PTQ with the same quantizer as QAT (:mod:`lmfn_edge.deployment.pt2e`): ``prepare_pt2e`` inserts
 histogram observers for activations (per-channel min/max for weights), the model runs on a few
 LR crops, ``convert_pt2e`` fixes the grids. Calibration crops are the centre ``size x size``
 window of each LR image (the first ``num_images`` by name), so the result depends on nothing
@@ -17,13 +17,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lmfn_edge.export import DEFAULT_TILE, DYNAMIC_MULTIPLE
-from lmfn_edge.io import ImageError, load_image
+from lmfn_edge import cli
+from lmfn_edge.deployment.pt2e import (
+    QuantizationError,
+    convert,
+    export_converted,
+    prepare,
+)
+from lmfn_edge.deployment.quantized import QuantizedInfo, check_tile, save_quantized
+from lmfn_edge.io import ImageError, check_output, load_image
+from lmfn_edge.manifest import DEFAULT_TILE, DYNAMIC_MULTIPLE
 from lmfn_edge.model import LMFN
-from lmfn_edge.weights import WeightsError, load_weights, sha256_file
+from lmfn_edge.model.weights import load_model
 from training.data import DataError, find_pairs
-
-from .pt2e import QuantizationError, QuantizedInfo, check_tile, convert, export_quantized, prepare, save_quantized
 
 __all__ = ["calibration_crops", "ptq", "main"]
 
@@ -64,7 +70,7 @@ def ptq(
     for x in tqdm(calibration, desc="calibration", unit="crop", disable=not progress):
         prepared(x)
     converted = convert(prepared)
-    return export_quantized(converted, tile), converted
+    return export_converted(converted, tile), converted
 
 
 def load_calibration(roots: list[str], scale: int, num_images: int, size: int, cache_dir: Path) -> list[torch.Tensor]:
@@ -77,37 +83,48 @@ def load_calibration(roots: list[str], scale: int, num_images: int, size: int, c
         raise DataError(str(exc)) from None
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m quantization.ptq", description=__doc__.splitlines()[0])
-    p.add_argument("--weights", required=True, help="float weights (.safetensors)")
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser("quantization.ptq", "Post-training int8 quantization: the baseline QAT is measured against.")
+    cli.add_weights(p, "float weights (.safetensors)")
     p.add_argument("--data-root", action="append", required=True, help="calibration folder (repeatable)")
     p.add_argument("--output", type=Path, required=True, help="int8 program to write (.pt2)")
-    p.add_argument("--scale", type=int, choices=(2, 3, 4), help="check that the weights have this scale")
-    p.add_argument("--tile", type=int, default=DEFAULT_TILE, help="LR tile of the program (default 128)")
-    p.add_argument("--num-images", type=int, default=DEFAULT_IMAGES, help="calibration images (default 16)")
-    p.add_argument("--crop", type=int, default=DEFAULT_SIZE, help="calibration crop side, LR pixels (default 96)")
+    cli.add_scale(p, help="check that the weights have this scale")
+    p.add_argument("--tile", type=cli.int_at_least(16), default=DEFAULT_TILE,
+                   help="LR tile of the program, a multiple of 8 (default 128)")
+    p.add_argument("--num-images", type=cli.int_at_least(1), default=DEFAULT_IMAGES,
+                   help="calibration images (default 16)")
+    p.add_argument("--crop", type=cli.int_at_least(16), default=DEFAULT_SIZE,
+                   help="calibration crop side, LR pixels (default 96)")
     p.add_argument("--cache-dir", type=Path, help="LR cache for HR-only folders (default OUTPUT's folder/cache)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    try:
-        model = load_weights(args.weights, scale=args.scale)
-        cache = args.cache_dir or args.output.parent / "cache"
-        crops = load_calibration(args.data_root, model.config.scale, args.num_images, args.crop, cache)
-        program, _ = ptq(model, crops, args.tile, progress=not args.no_progress)
-        info = QuantizedInfo(
-            method="ptq",
-            config=model.config.to_dict(),
-            tile=args.tile,
-            weights={"source": args.weights, "sha256": sha256_file(args.weights)},
-            details={"calibration_crops": len(crops), "crop": args.crop, "data_roots": args.data_root},
-        )
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        save_quantized(program, args.output, info)
-    except (WeightsError, DataError, QuantizationError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cli.add_progress(p)
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    if not args.weights:
+        raise QuantizationError("--weights is required: the float weights to quantize")
+    check_tile(args.tile)
+    if args.output.suffix != ".pt2":
+        raise QuantizationError(f"--output {args.output} must end in .pt2")
+    check_output(args.output, inputs=(args.weights, *args.data_root), flag="--output")
+    model, weights = load_model(args.scale, args.weights)
+    cache = args.cache_dir or args.output.parent / "cache"
+    crops = load_calibration(args.data_root, model.config.scale, args.num_images, args.crop, cache)
+    program, _ = ptq(model, crops, args.tile, progress=not args.no_progress)
+    info = QuantizedInfo(
+        method="ptq",
+        config=model.config.to_dict(),
+        tile=args.tile,
+        weights=weights.to_dict(),
+        details={"calibration_crops": len(crops), "crop": args.crop, "data_roots": args.data_root},
+    )
+    save_quantized(program, args.output, info)
     print(f"wrote {args.output} (PTQ int8, {len(crops)} calibration crops, tile {args.tile})")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(build_parser(), _run, argv)
 
 
 if __name__ == "__main__":

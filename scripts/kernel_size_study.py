@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from lmfn_edge import create_model
-from lmfn_edge.export import ShapeSpec, export
+from lmfn_edge.deployment import export
+from lmfn_edge.manifest import ShapeSpec
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(args.repeats):  # alternate so both see the same machine state
                     t = time.perf_counter(); model(x); eager.append(time.perf_counter() - t)
                     t = time.perf_counter(); method.execute([x]); pte.append(time.perf_counter() - t)
-        d = result.manifest["delegation"]
+        d = result.manifest.delegation
         e, q = statistics.median(eager) * 1e3, statistics.median(pte) * 1e3
         print(f"| {k} | {lower_s:.0f} | {d['delegated_nodes']} | {d['subgraphs']} | "
               f"{d['non_delegated_compute_ops'] or 'none'} | {e:.1f} | {q:.1f} | {e / q:.2f}x |", flush=True)

@@ -1,7 +1,16 @@
-"""Shared fixtures."""
+"""Shared fixtures: one thread, tiny models, and exported programs lowered once per session.
+
+Lowering dominates the suite's time (it grows with the graph's node count), so the programs
+several test files need are exported here once, from the smallest models that still hold the
+parts under test: pattern "I" (one IFM block) contains LKA, MSM (DSConvs of both orientations
+at four pooling levels) and IFM itself.
+"""
+
+from __future__ import annotations
 
 import pytest
 import torch
+from helpers import OVERLAP, TILE, tiny_model
 
 
 def _one_thread():
@@ -16,3 +25,25 @@ def _one_thread():
 one_thread = pytest.fixture(_one_thread, name="one_thread")
 # For module-scoped fixtures that train (their runs and the tests' runs must share a thread count).
 one_thread_module = pytest.fixture(_one_thread, scope="module", name="one_thread_module")
+
+
+@pytest.fixture(scope="session")
+def fixed_pte(tmp_path_factory):
+    """``(model, ExportResult)``: the x2 TINY model as an XNNPACK .pte with a 24x24 tile."""
+    from lmfn_edge.deployment import export
+    from lmfn_edge.manifest import ShapeSpec
+
+    model = tiny_model(2)
+    folder = tmp_path_factory.mktemp("fixed_pte")
+    return model, export(model, "xnnpack", folder / "m.pte", ShapeSpec(TILE, TILE), overlap=OVERLAP)
+
+
+@pytest.fixture(scope="session")
+def dynamic_pte(tmp_path_factory):
+    """``(model, ExportResult)``: an x2 MSM model as an XNNPACK .pte taking any multiple of 8 in 16..48."""
+    from lmfn_edge.deployment import export
+    from lmfn_edge.manifest import ShapeSpec
+
+    model = tiny_model(2, channels=8, num_blocks=1, pattern="M", kernel_size=3)
+    folder = tmp_path_factory.mktemp("dynamic_pte")
+    return model, export(model, "xnnpack", folder / "d.pte", ShapeSpec.parse("16:48"), overlap=OVERLAP)

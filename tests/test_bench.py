@@ -1,13 +1,33 @@
 """The bench command's argument errors and table; its timings are produced by running it
 (docs/deployment.md), never asserted in tests."""
 
+import pytest
+
 from lmfn_edge import bench
+from lmfn_edge.evaluation.latency import to_markdown
 
 
 def test_unknown_job_is_one_line(capsys):
     assert bench.main(["--jobs", "720p_x4,8k"]) == 2
     assert capsys.readouterr().err.strip() == "error: unknown job 8k; jobs are 720p_x4, tile128, tile64"
     assert bench.main(["--int8-pte", "tile32", "x.pte"]) == 2
+    assert "unknown job tile32" in capsys.readouterr().err
+
+
+def test_int8_program_must_fit_its_job(tmp_path, capsys, fixed_pte):
+    _, result = fixed_pte  # an fp32 x2 program with a 24x24 tile
+    assert bench.main(["--int8-pte", "tile64", str(tmp_path / "none.pte")]) == 2
+    assert "none.pte not found" in capsys.readouterr().err
+    assert bench.main(["--int8-pte", "tile64", str(result.path)]) == 2
+    err = capsys.readouterr().err
+    assert "xnnpack fp32 program" in err and "x2, not x4" in err and "24x24, the job's 64x64" in err
+
+
+@pytest.mark.parametrize("flag", ["--threads", "--rounds", "--repeats"])
+def test_counts_below_one_are_refused_by_the_parser(flag, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main([flag, "0"])
+    assert exc.value.code == 2 and "must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_table_shows_ratio_and_output_size():
@@ -15,7 +35,7 @@ def test_table_shows_ratio_and_output_size():
         "eager": {"median_ms": 80.0, "speedup_vs_eager": 1.0, "peak_rss_mb": 400.0, "gflops": 5.0},
         "pte_fp32": {"median_ms": 50.0, "speedup_vs_eager": 1.6, "peak_rss_mb": 120.0, "artifact_mb": 1.5,
                      "gflops": 8.0}}}}}
-    rows = bench.to_markdown(results).splitlines()
+    rows = to_markdown(results).splitlines()
     assert rows[2] == "| tile64 (64x64 -> 256x256) | eager | 80.0 | 1.00x | 400 | - | 5.0 |"
     assert rows[3] == "| tile64 (64x64 -> 256x256) | pte_fp32 | 50.0 | 1.60x | 120 | 1.50 | 8.0 |"
 
@@ -26,7 +46,7 @@ def test_peak_rss_is_this_process_s_own():
     import sys
 
     code = ("import numpy, subprocess, sys; a = numpy.ones(400 * 2**20 // 8); "
-            "print(subprocess.run([sys.executable, '-c', 'from lmfn_edge.bench import peak_rss_mb; "
+            "print(subprocess.run([sys.executable, '-c', 'from lmfn_edge.evaluation.latency import peak_rss_mb; "
             "print(peak_rss_mb())'], capture_output=True, text=True).stdout)")
     child_mb = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert 0 < child_mb < 400

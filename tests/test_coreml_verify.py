@@ -14,20 +14,24 @@ ct = pytest.importorskip("coremltools")
 from coremltools.converters.mil import Builder as mb  # noqa: E402
 
 from lmfn_edge import create_model  # noqa: E402
-from lmfn_edge.coreml_eval import (  # noqa: E402
+from lmfn_edge.deployment import export  # noqa: E402
+from lmfn_edge.deployment.coreml_eval import (  # noqa: E402
     InputShapeError,
     MILEvalError,
     MILEvaluator,
     UnsupportedOpError,
     load_program,
 )
-from lmfn_edge.dsconv import DSConv  # noqa: E402
-from lmfn_edge.export import ShapeSpec, export  # noqa: E402
+from lmfn_edge.deployment.coreml_verify import FP16_MIN_PSNR, FP32_MAX_ABS, verify  # noqa: E402
 from lmfn_edge.imresize import bicubic_downscale  # noqa: E402
-from lmfn_edge.verify_coreml import FP16_MIN_PSNR, FP32_MAX_ABS, main, verify  # noqa: E402
-from lmfn_edge.weights import save_weights  # noqa: E402
+from lmfn_edge.manifest import ShapeSpec  # noqa: E402
+from lmfn_edge.model.dsconv import DSConv  # noqa: E402
+from lmfn_edge.model.weights import save_weights  # noqa: E402
+from lmfn_edge.verify_coreml import main  # noqa: E402
 
-TINY = dict(channels=16, num_blocks=3, pattern="LMI", kernel_size=5)
+# An MSM block (whose pooling and DSConvs feed the output directly, so small alterations show)
+# and an IFM block (LKA's dilated convs, MSM and IFM in both branches).
+TINY = dict(channels=16, num_blocks=2, pattern="MI", kernel_size=5)
 # One MSM block holds every op that shape flexibility adds (shape, gather, integer arithmetic)
 # at a fraction of TINY's conversion time, which grows with the number of DSConvs.
 SMALL = dict(channels=8, num_blocks=1, pattern="M", kernel_size=3)
@@ -398,7 +402,10 @@ def test_cli_passes_fails_and_reports_errors(exported, photos, tmp_path, capsys)
     assert main([str(tmp_path / "missing.mlpackage"), "--random-init", "--scale", "2"]) == 2
     assert "error: model not found" in capsys.readouterr().err
     assert main(args + ["--weights", str(tmp_path / "w.safetensors"), "--scale", "3"]) == 2
-    assert "x2 weights, but x3" in capsys.readouterr().err
+    assert "the package upscales x2, but --scale 3 was given" in capsys.readouterr().err
+    # Without --weights the sidecar's record is used: here an in-memory model, so it must be named.
+    assert main(args) == 2
+    assert "pass --weights W.safetensors" in capsys.readouterr().err
 
 
 # --- macOS: Core ML itself ------------------------------------------------------------------

@@ -10,7 +10,7 @@ import torch
 from lmfn_edge import create_model
 from lmfn_edge.imresize import bicubic_downscale, bicubic_upscale
 from lmfn_edge.metrics import psnr, tensor_to_uint8
-from lmfn_edge.weights import default_weights_path, read_weights
+from lmfn_edge.model.weights import default_weights_path, read_weights
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])

@@ -4,8 +4,14 @@ import pytest
 import torch
 
 from lmfn_edge import create_model
-from lmfn_edge.deploy import LMFNDeploy, to_deploy
-from lmfn_edge.dsconv import DSConv
+from lmfn_edge.model import LMFN
+from lmfn_edge.model.deploy import (
+    HeadDeploy,
+    PixelShuffleDeploy,
+    is_deployed,
+    to_deploy,
+)
+from lmfn_edge.model.dsconv import DSConv
 
 
 def _perturbed(name, seed=0, **overrides):
@@ -47,7 +53,10 @@ def test_to_deploy_leaves_model_untouched_and_is_idempotent():
     model = _perturbed("lmfn_x2", channels=16, num_blocks=2, pattern="MI", kernel_size=3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     deployed = to_deploy(model)
-    assert isinstance(deployed, LMFNDeploy) and not deployed.training
+    # A pure swap of child modules: the same class, its own head and shuffle twins.
+    assert type(deployed) is LMFN and not deployed.training and is_deployed(deployed) and not is_deployed(model)
+    assert isinstance(deployed.head, HeadDeploy) and isinstance(deployed.shuffle, PixelShuffleDeploy)
+    assert deployed.config == model.config
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     again = to_deploy(deployed)
     x = torch.rand(1, 3, 9, 7)

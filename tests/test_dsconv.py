@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lmfn_edge.dsconv import DSConv, DSConvDeploy, snake_matrix, tap_reach
+from lmfn_edge.model.dsconv import DSConv, DSConvDeploy, snake_matrix, tap_reach
 
 
 def _random_dsconv(cin, cout, k, scope, morph, offset_std, seed=0):

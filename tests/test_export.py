@@ -1,74 +1,65 @@
 """Export: delegation, parity of .pte programs with eager, Core ML program inspection, sidecars,
-and one-line errors for bad requests. Tiny configs keep lowering to seconds."""
+and the export command's request checks. Tiny configs and session-shared programs keep lowering
+to seconds (tests/conftest.py)."""
 
 import json
 
-import numpy as np
 import pytest
 import torch
+from helpers import OVERLAP, TILE, TINY_L, run_pte, tiny_model
 
-from lmfn_edge import create_model
-from lmfn_edge.dsconv import DSConv
-from lmfn_edge.export import ShapeSpec, export, install_android, main
-from lmfn_edge.weights import save_weights
-
-TINY = dict(channels=16, num_blocks=3, pattern="LMI", kernel_size=5)
-
-
-def tiny_model(scale=2, seed=0):
-    torch.manual_seed(seed)
-    model = create_model(f"lmfn_x{scale}", **TINY).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, DSConv):
-                torch.nn.init.normal_(m.offset_conv.weight, std=0.3)
-    return model
+from lmfn_edge.deployment import ExportError, ExportRequest, export, install_android
+from lmfn_edge.errors import UsageError
+from lmfn_edge.export import main
+from lmfn_edge.manifest import Manifest, ShapeSpec, read_manifest
+from lmfn_edge.model.weights import save_weights, sha256_file
 
 
-def run_pte(path, x):
-    from executorch.runtime import Runtime
-
-    method = Runtime.get().load_program(str(path)).load_method("forward")
-    return method.execute([x])[0]
-
-
-@pytest.mark.parametrize("scale", [2, 3, 4])
-def test_xnnpack_fixed_shape_one_subgraph_and_parity(tmp_path, scale):
-    model = tiny_model(scale)
-    result = export(model, "xnnpack", tmp_path / "m.pte", ShapeSpec(24, 24))
-    d = result.manifest["delegation"]
+def test_xnnpack_fixed_shape_is_one_subgraph_matching_eager(fixed_pte):
+    model, result = fixed_pte
+    d = result.manifest.delegation
     assert d["subgraphs"] == 1
     assert d["non_delegated_compute_ops"] == {}, d
-    x = torch.rand(1, 3, 24, 24)
+    x = torch.rand(1, 3, TILE, TILE)
     with torch.no_grad():
         ref = model(x)
     # fp32 XNNPACK kernels reassociate sums differently from ATen: ~1e-6 here.
     assert (run_pte(result.path, x) - ref).abs().max().item() <= 1e-4
 
 
+@pytest.mark.parametrize("scale", [3, 4])
+def test_xnnpack_other_scales_match_eager(tmp_path, scale):
+    model = tiny_model(scale, **TINY_L)
+    result = export(model, "xnnpack", tmp_path / "m.pte", ShapeSpec(16, 16), overlap=8)
+    assert result.manifest.delegation["subgraphs"] == 1
+    assert result.manifest.delegation["non_delegated_compute_ops"] == {}
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert (run_pte(result.path, x) - model(x)).abs().max().item() <= 1e-4
+
+
 def test_one_level_provenance_lowers_the_same_program(tmp_path, monkeypatch):
     from torch.fx.traceback import NodeSource
 
-    from lmfn_edge.lowering import one_level_provenance
+    from lmfn_edge.deployment.lowering import one_level_provenance
 
     original_init = NodeSource.__init__
     with one_level_provenance():  # torch 2.13's NodeSource: the lean version is in place
         assert NodeSource.__init__ is not original_init
-    model = tiny_model(2)
-    lean = export(model, "xnnpack", tmp_path / "lean.pte", ShapeSpec(24, 24))
+    model = tiny_model(2, channels=8, num_blocks=1, pattern="M", kernel_size=3)
+    lean = export(model, "xnnpack", tmp_path / "lean.pte", ShapeSpec(16, 16), overlap=8)
     assert NodeSource.__init__ is original_init  # restored after lowering
     monkeypatch.setenv("LMFN_EDGE_FULL_PROVENANCE", "1")
-    full = export(model, "xnnpack", tmp_path / "full.pte", ShapeSpec(24, 24))
-    assert lean.manifest["delegation"] == full.manifest["delegation"]
-    x = torch.rand(1, 3, 24, 24)
+    full = export(model, "xnnpack", tmp_path / "full.pte", ShapeSpec(16, 16), overlap=8)
+    assert lean.manifest.delegation == full.manifest.delegation
+    x = torch.rand(1, 3, 16, 16)
     assert torch.equal(run_pte(lean.path, x), run_pte(full.path, x))
 
 
-def test_xnnpack_dynamic_shape_runs_any_multiple_of_8(tmp_path):
-    model = tiny_model(2)
-    result = export(model, "xnnpack", tmp_path / "dyn.pte", ShapeSpec.parse("16:48"))
-    assert result.manifest["shape"] == {"dynamic": True, "min": 16, "max": 48, "multiple": 8}
-    assert result.manifest["tile"] is None
+def test_xnnpack_dynamic_shape_runs_any_multiple_of_8(dynamic_pte):
+    model, result = dynamic_pte
+    assert result.manifest.shape.to_dict() == {"dynamic": True, "min": 16, "max": 48, "multiple": 8}
+    assert result.manifest.tile is None
     for h, w in [(16, 16), (24, 40), (48, 32)]:
         x = torch.rand(1, 3, h, w)
         with torch.no_grad():
@@ -77,9 +68,9 @@ def test_xnnpack_dynamic_shape_runs_any_multiple_of_8(tmp_path):
 
 
 def test_portable_target_matches_eager(tmp_path):
-    model = tiny_model(3)
-    result = export(model, "portable", tmp_path / "p.pte", ShapeSpec(16, 16))
-    assert result.manifest["delegation"]["subgraphs"] == 0
+    model = tiny_model(3, **TINY_L)
+    result = export(model, "portable", tmp_path / "p.pte", ShapeSpec(16, 16), overlap=8)
+    assert result.manifest.delegation["subgraphs"] == 0
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         assert (run_pte(result.path, x) - model(x)).abs().max().item() <= 1e-4
@@ -89,7 +80,8 @@ def test_portable_target_matches_eager(tmp_path):
 def test_coreml_program_inspection(tmp_path, precision, shape):
     import coremltools as ct
 
-    result = export(tiny_model(4), "coreml", tmp_path / "m.mlpackage", ShapeSpec.parse(shape), precision)
+    model = tiny_model(4, channels=8, num_blocks=1, pattern="M", kernel_size=3)
+    result = export(model, "coreml", tmp_path / "m.mlpackage", ShapeSpec.parse(shape), precision, overlap=8)
     ml = ct.models.MLModel(str(result.path), skip_model_load=True)
     spec = ml.get_spec()
     (inp,), (out,) = spec.description.input, spec.description.output
@@ -108,21 +100,37 @@ def test_coreml_program_inspection(tmp_path, precision, shape):
     assert ops <= {"abs", "add", "cast", "clip", "concat", "const", "conv", "conv_transpose", "gelu",
                    "matmul", "max_pool", "mul", "relu", "reshape", "rsqrt", "shape", "gather",
                    "slice_by_index", "sub", "tanh", "transpose"}, sorted(ops)
-    assert result.manifest["precision"] == precision
+    assert read_manifest(result.path).precision == precision
+    assert result.manifest.artifact_sha256 is None  # a folder: no single-file hash
 
 
-def test_sidecar_and_android_install(tmp_path):
-    result = export(tiny_model(2), "xnnpack", tmp_path / "a.pte", ShapeSpec(32, 32), overlap=8)
-    sidecar = json.loads((tmp_path / "a.pte.json").read_text())
+def test_sidecar_round_trips_and_installs_into_the_app(tmp_path, fixed_pte):
+    _, result = fixed_pte
+    sidecar = json.loads(result.manifest_path.read_text())
     assert sidecar["format"] == "lmfn-edge-manifest" and sidecar["version"] == 1
-    assert (sidecar["model"], sidecar["scale"], sidecar["tile"], sidecar["overlap"]) == ("lmfn_x2", 2, 32, 8)
+    assert (sidecar["model"], sidecar["scale"], sidecar["tile"], sidecar["overlap"]) == ("lmfn_x2", 2, TILE, OVERLAP)
     assert sidecar["input_range"] == [0.0, 1.0] and sidecar["layout"] == "NCHW"
     assert "torch" in sidecar["packages"] and "executorch" in sidecar["packages"]
+    assert sidecar["artifact_sha256"] == sha256_file(result.path)
+    assert Manifest.from_dict(sidecar) == result.manifest
     app = tmp_path / "android_demo"
     (app / "app").mkdir(parents=True)
     assets = install_android(result, app)
     assert (assets / "lmfn.pte").read_bytes() == result.path.read_bytes()
-    assert json.loads((assets / "lmfn.json").read_text())["artifact"] == "lmfn.pte"
+    installed = Manifest.from_dict(json.loads((assets / "lmfn.json").read_text()))
+    assert installed.artifact == "lmfn.pte" and installed.replace(artifact=result.path.name) == result.manifest
+
+
+def test_export_cli_writes_default_path_with_a_summary(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--target", "xnnpack", "--random-init", "--scale", "3", "--kernel-size", "3", "--pattern", "L",
+                 "--shape", "16x16", "--overlap", "4"]) == 0
+    out = capsys.readouterr().out
+    path = tmp_path / "artifacts" / "lmfn_x3_xnnpack_fp32.pte"
+    assert out.startswith(f"wrote {path.relative_to(tmp_path)} and lmfn_x3_xnnpack_fp32.pte.json")
+    manifest = read_manifest(path)
+    assert manifest.weights == {"source": "random-init (seed 0)", "sha256": None}
+    assert (manifest.config["pattern"], manifest.config["kernel_size"], manifest.overlap) == ("L", 3, 4)
 
 
 def _cli(capsys, *argv):
@@ -131,37 +139,58 @@ def _cli(capsys, *argv):
     return code, err[-1] if err else ""
 
 
-def test_cli_errors_are_one_line(tmp_path, capsys):
-    code, err = _cli(capsys, "--target", "tflite", "--random-init")
-    assert code == 2 and err.startswith("error: unknown target 'tflite'")
-    code, err = _cli(capsys, "--target", "xnnpack", "--weights", str(tmp_path / "missing.safetensors"))
+def test_cli_errors_are_one_line_before_any_work(tmp_path, capsys):
+    code, err = _cli(capsys, "--target", "xnnpack", "--weights", str(tmp_path / "missing.safetensors"),
+                     "--output", str(tmp_path / "a.pte"))
     assert code == 2 and "weights file not found" in err
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
-    code, err = _cli(capsys, "--weights", str(corrupt))
+    code, err = _cli(capsys, "--weights", str(corrupt), "--output", str(tmp_path / "a.pte"))
     assert code == 2 and "not a valid safetensors" in err
     x2 = tmp_path / "x2.safetensors"
-    save_weights(tiny_model(2), x2)
-    code, err = _cli(capsys, "--scale", "4", "--weights", str(x2))
+    save_weights(tiny_model(2, **TINY_L), x2)
+    code, err = _cli(capsys, "--scale", "4", "--weights", str(x2), "--output", str(tmp_path / "a.pte"))
     assert code == 2 and "x2 weights, but x4 was requested" in err
-    code, err = _cli(capsys, "--random-init", "--shape", "13:40")
-    assert code == 2 and "invalid --shape" in err
-    code, err = _cli(capsys, "--random-init", "--precision", "fp16")
-    assert code == 2 and "xnnpack does not support fp16" in err
+    for argv, message in [
+        (("--random-init", "--shape", "13:40"), "invalid --shape"),
+        (("--random-init", "--precision", "fp16"), "xnnpack does not support fp16"),
+        (("--random-init", "--precision", "int8"), "--precision int8 needs a quantized program"),
+        (("--random-init", "--verify"), "--verify checks Core ML programs"),
+        (("--random-init", "--shape", "7x7"), "--overlap 16 must be smaller than the tile (7x7)"),
+        (("--random-init", "--target", "coreml", "--android", str(tmp_path)), "--android needs --target xnnpack"),
+        (("--random-init", "--android", str(tmp_path)), "is not the Android demo project"),
+        (("--random-init", "--output", str(tmp_path / "m.mlpackage")), "must end in .pte for --target xnnpack"),
+        (("--weights", str(x2), "--kernel-size", "3"), "--kernel-size only apply with --random-init"),
+        (("--random-init", "--weights", str(x2)), "--random-init and --weights cannot be combined"),
+        (("--weights", str(x2), "--output", str(x2)), "must end in .pte"),
+        (("--weights", str(x2), "--output", str(tmp_path)), "must end in .pte"),
+    ]:
+        code, err = _cli(capsys, *argv)
+        assert code == 2 and err.startswith("error: ") and message in err, (argv, err)
     assert not list(tmp_path.glob("*.pte")) and not (tmp_path / "artifacts").exists()
+
+
+def test_request_checks_quantized_flags_before_reading_the_program(tmp_path):
+    program = str(tmp_path / "absent.pt2")
+    for request, message in [
+        (ExportRequest(quantized=program, precision="fp32"), "--precision fp32 contradicts it"),
+        (ExportRequest(quantized=program, weights="w.safetensors"), "drop --weights"),
+        (ExportRequest(quantized=program, random_init=True), "drop --random-init"),
+        (ExportRequest(quantized=program, target="coreml"), "coreml does not support int8"),
+    ]:
+        with pytest.raises(ExportError, match=message):
+            request.check()
 
 
 def test_shape_spec_parsing():
     assert ShapeSpec.parse("128x96") == ShapeSpec(128, 96)
     assert ShapeSpec.parse("16:512").dynamic
-    for bad in ("0x5", "12:24", "32:16", "abc", "8:64"):
-        with pytest.raises(ValueError):
+    for bad in ("0x5", "12:24", "32:16", "abc", "8:64", "16:20", "-8x8", "x"):
+        with pytest.raises(UsageError, match="invalid --shape"):
             ShapeSpec.parse(bad)
 
 
-def test_int8_requires_a_quantized_program(tmp_path):
-    from lmfn_edge.lowering import ExportError
-
-    with pytest.raises(ExportError, match="quantized program"):
-        export(tiny_model(2), "xnnpack", tmp_path / "q.pte", precision="int8")
+def test_int8_needs_export_quantized(tmp_path):
+    with pytest.raises(ExportError, match="export_quantized"):
+        export(tiny_model(2, **TINY_L), "xnnpack", tmp_path / "q.pte", precision="int8")
     assert not (tmp_path / "q.pte").exists()

@@ -11,17 +11,18 @@ import pytest
 import torch
 
 from lmfn_edge import create_model
-from lmfn_edge.deploy import to_deploy
-from lmfn_edge.dsconv import DSConv
-from lmfn_edge.export import export
+from lmfn_edge.deployment import QuantizedProgramError, load_quantized
+from lmfn_edge.deployment.pt2e import capture, fixed_parameter_names, prepare
+from lmfn_edge.export import main as export_main
 from lmfn_edge.io import save_image
+from lmfn_edge.manifest import read_manifest
 from lmfn_edge.metrics import psnr, tensor_to_uint8
-from lmfn_edge.model import LMFN
-from lmfn_edge.weights import save_weights
+from lmfn_edge.model.deploy import to_deploy
+from lmfn_edge.model.dsconv import DSConv
+from lmfn_edge.model.weights import save_weights
 from quantization import qat as qat_cli
 from quantization.config import ConfigError, QATConfig, load_qat_config
 from quantization.numerics import synthetic_image
-from quantization.pt2e import QuantizationError, capture, fixed_parameter_names, load_quantized, prepare
 from quantization.ptq import calibration_crops, ptq
 from quantization.ptq import main as ptq_main
 from training.checkpoint import CHECKPOINT_NAME, load_checkpoint
@@ -36,7 +37,7 @@ TILE = 24
 pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
-def tiny_model() -> LMFN:
+def tiny_model():
     torch.manual_seed(0)
     model = create_model("lmfn_x2", **TINY).eval()
     with torch.no_grad():
@@ -63,7 +64,7 @@ def workspace(tmp_path_factory) -> Path:
 def config(root: Path, **changes) -> QATConfig:
     fields = dict(scale=2, weights=str(root / "w.safetensors"), data_roots=[str(root / "train")],
                   val_root=str(root / "val"), cache_dir=str(root / "cache"), patch_size=16, batch_size=4,
-                  iterations=4, lr=1e-3, ema_decay=0.5, freeze_observers_at=2, tile=TILE, val_every=2,
+                  iterations=4, learning_rate=1e-3, ema_decay=0.5, freeze_observers_at=2, tile=TILE, val_every=2,
                   ckpt_every=2, log_every=1, device="cpu")
     return QATConfig(**{**fields, **changes})
 
@@ -79,19 +80,28 @@ def straight(workspace, one_thread_module) -> Path:
 # --- QAT ------------------------------------------------------------------------------------
 
 
-def test_qat_int8_pte_is_one_xnnpack_subgraph_matching_the_qdq_model(straight, workspace):
+@pytest.fixture(scope="module")
+def int8_pte(straight, workspace) -> Path:
+    """The QAT program lowered by the export command, as a user does it."""
+    out = workspace / "cli_int8.pte"
+    assert export_main(["--scale", "2", "--quantized", str(straight / "lmfn_x2_qat_int8.pt2"), "--output", str(out),
+                        "--overlap", "8"]) == 0
+    return out
+
+
+def test_qat_int8_pte_is_one_xnnpack_subgraph_matching_the_qdq_model(straight, int8_pte):
     from executorch.runtime import Runtime
 
     program, info = load_quantized(straight / "lmfn_x2_qat_int8.pt2")
     assert info.method == "qat" and info.tile == TILE and info.details["steps"] == 4
     assert info.lmfn_config == tiny_model().config
-    result = export(LMFN(info.lmfn_config), "xnnpack", workspace / "qat.pte", precision="int8",
-                    quantized=program, weights_info=info.weights)
-    d = result.manifest["delegation"]
+    manifest = read_manifest(int8_pte)
+    d = manifest.delegation
     assert d["subgraphs"] == 1 and d["non_delegated_compute_ops"] == {}, d
-    assert result.manifest["shape"] == {"dynamic": False, "height": TILE, "width": TILE}
+    assert manifest.shape.to_dict() == {"dynamic": False, "height": TILE, "width": TILE}
+    assert (manifest.precision, manifest.overlap) == ("int8", 8)
 
-    method = Runtime.get().load_program(str(result.path)).load_method("forward")
+    method = Runtime.get().load_program(str(int8_pte)).load_method("forward")
     x = torch.rand(1, 3, TILE, TILE)
     out = method.execute([x])[0]
     with torch.no_grad():
@@ -109,16 +119,11 @@ def test_qat_int8_pte_is_one_xnnpack_subgraph_matching_the_qdq_model(straight, w
     assert err.mean().item() <= 0.5 * step, (err.mean().item(), step)
 
 
-def test_export_cli_sidecar_traces_int8_program_to_float_weights(straight, workspace):
-    import json
-
-    from lmfn_edge import export as export_cli
-    from lmfn_edge.weights import sha256_file
+def test_export_cli_sidecar_traces_int8_program_to_float_weights(straight, workspace, int8_pte):
+    from lmfn_edge.model.weights import sha256_file
 
     pt2 = straight / "lmfn_x2_qat_int8.pt2"
-    out = workspace / "cli_int8.pte"
-    assert export_cli.main(["--scale", "2", "--quantized", str(pt2), "--output", str(out)]) == 0
-    weights = json.loads(out.with_name(out.name + ".json").read_text())["weights"]
+    weights = read_manifest(int8_pte).weights
     _, info = load_quantized(pt2)
     assert weights["source"] == str(pt2) and weights["sha256"] == sha256_file(pt2)
     assert weights["quantization"] == {"method": "qat", "weights": info.weights, "details": info.details}
@@ -200,18 +205,18 @@ def test_layernorm_statistics_stay_float(qat):
 def test_shipped_qat_configs_load():
     for scale in (2, 3, 4):
         c = load_qat_config(CONFIGS / f"qat_x{scale}.toml")
-        assert c.scale == scale and c.lr < 5e-3 and 0 < c.freeze_observers_at < c.iterations
+        assert c.scale == scale and c.learning_rate < 5e-3 and 0 < c.freeze_observers_at < c.iterations
         assert c.tile % 8 == 0 and c.patch_size % 8 == 0
 
 
 @pytest.mark.parametrize(
     "sets, message",
     [
-        (["learning_rate=1"], "unknown config key 'learning_rate'"),
+        (["lr=1"], "unknown config key 'lr'"),
         (["patch_size=20"], "patch_size must be a multiple of 8"),
         (["tile=12"], "tile must be a multiple of 8"),
         (["freeze_observers_at=0"], "freeze_observers_at must be >= 1"),
-        (["lr=fast"], "lr must be a number"),
+        (["learning_rate=fast"], "learning_rate must be a number"),
     ],
 )
 def test_config_errors_are_one_line(sets, message):
@@ -243,12 +248,12 @@ def test_calibration_crops_are_centred_multiples_of_8():
 
 
 def test_quantized_program_errors(tmp_path):
-    with pytest.raises(QuantizationError, match="quantized program not found"):
+    with pytest.raises(QuantizedProgramError, match="quantized program not found"):
         load_quantized(tmp_path / "none.pt2")
     (tmp_path / "bad.pt2").write_bytes(b"not a zip")
-    with pytest.raises(QuantizationError, match="cannot load quantized program"):
+    with pytest.raises(QuantizedProgramError, match="not a .pt2 program archive"):
         load_quantized(tmp_path / "bad.pt2")
-    with pytest.raises(QuantizationError, match="tile must be a multiple of 8"):
+    with pytest.raises(QuantizedProgramError, match="tile must be a multiple of 8"):
         ptq(tiny_model(), [torch.rand(1, 3, 16, 16)], tile=20)
 
 
@@ -256,8 +261,8 @@ def test_quantized_program_errors(tmp_path):
 
 
 def test_qat_program_converts_to_coreml_w8a8_that_computes_the_qdq_model(straight):
-    from lmfn_edge.coreml_eval import MILEvaluator
-    from lmfn_edge.lowering import convert_coreml
+    from lmfn_edge.deployment.coreml_eval import MILEvaluator
+    from lmfn_edge.deployment.lowering import convert_coreml
 
     program, _ = load_quantized(straight / "lmfn_x2_qat_int8.pt2")
     ml = convert_coreml(program, "fp32")  # iOS 17: the first target with int8 quantize ops

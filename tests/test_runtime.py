@@ -1,20 +1,16 @@
 """Runtime and the upscale CLI: tiled upscaling of real photos, any backend, clear errors."""
 
-import json
 
 import numpy as np
 import pytest
-import torch
+from helpers import OVERLAP, TILE
 from PIL import Image
 
-from lmfn_edge import create_model
-from lmfn_edge.export import ShapeSpec, export
+from lmfn_edge.manifest import ManifestError
 from lmfn_edge.metrics import psnr
+from lmfn_edge.model.weights import save_weights
 from lmfn_edge.runtime import BackendError, Upscaler, eager_backend, load_backend
 from lmfn_edge.upscale import main as upscale_main
-from lmfn_edge.weights import save_weights
-
-TINY = dict(channels=16, num_blocks=3, pattern="LMI", kernel_size=5)
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +21,8 @@ def photo():
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    m = create_model("lmfn_x2", **TINY).eval()
-    with torch.no_grad():
-        for p in m.parameters():  # non-trivial weights: a trained-like, non-constant response
-            p.add_(0.05 * torch.randn_like(p))
-    return m
+def model(fixed_pte):
+    return fixed_pte[0]
 
 
 def test_tiled_matches_whole_image_eager(photo, model):
@@ -43,29 +34,33 @@ def test_tiled_matches_whole_image_eager(photo, model):
     assert psnr(tiled, whole, crop_border=0) >= 45.0
 
 
-def test_pte_backend_tiles_with_its_fixed_shape(tmp_path, photo, model):
-    result = export(model, "xnnpack", tmp_path / "m.pte", ShapeSpec(48, 48), overlap=16)
+def test_pte_backend_tiles_with_its_fixed_shape_and_sidecar_overlap(photo, fixed_pte):
+    model, result = fixed_pte
     backend = load_backend(result.path)
-    assert (backend.tile, backend.scale) == (48, 2)
+    assert (backend.tile, backend.scale, backend.overlap) == (TILE, 2, OVERLAP)
     up = Upscaler(backend)
-    assert up.tile == 48
+    assert (up.tile, up.overlap) == (TILE, OVERLAP)  # as the Android app tiles: the sidecar's overlap
     out = up.upscale(photo)
-    ref = Upscaler(eager_backend(model), tile=48, overlap=16).upscale(photo)
+    ref = Upscaler(eager_backend(model), tile=TILE, overlap=OVERLAP).upscale(photo)
     # Same tiles, same blending: only fp32 kernel rounding differs (<= 1 level after rounding).
     assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
-    small = photo[:20, :30]  # smaller than the tile: padded to 48x48 and cropped back
-    assert up.upscale(small).shape == (40, 60, 3)
-    with pytest.raises(BackendError, match="takes 48x48 tiles"):
+    small = photo[:10, :15]  # smaller than the tile: padded to 24x24 and cropped back
+    assert up.upscale(small).shape == (20, 30, 3)
+    with pytest.raises(BackendError, match=f"takes {TILE}x{TILE} tiles"):
         Upscaler(backend, tile=64)
+    with pytest.raises(BackendError, match="must be smaller than the tile"):
+        Upscaler(backend, overlap=TILE)
     with pytest.raises(BackendError, match="x2, but --scale 4"):
         load_backend(result.path, scale=4)
 
 
-def test_dynamic_pte_pads_small_tiles(tmp_path, photo, model):
-    result = export(model, "xnnpack", tmp_path / "d.pte", ShapeSpec.parse("16:64"))
-    up = Upscaler(load_backend(result.path), tile=64, overlap=16)
+def test_dynamic_pte_pads_small_tiles(photo, dynamic_pte):
+    model, result = dynamic_pte
+    up = Upscaler(load_backend(result.path), tile=48, overlap=16)
     out = up.upscale(photo[:37, :53])  # not multiples of 8: each tile padded, output cropped
     assert out.shape == (74, 106, 3)
+    ref = Upscaler(eager_backend(model), tile=0).upscale(photo[:37, :53])
+    assert psnr(out, ref, crop_border=0) >= 40.0  # tiles see less context than the whole image
 
 
 def test_load_backend_errors(tmp_path):
@@ -77,7 +72,7 @@ def test_load_backend_errors(tmp_path):
         load_backend(bogus)
     orphan = tmp_path / "orphan.pte"
     orphan.write_bytes(b"x")
-    with pytest.raises(BackendError, match="no sidecar"):
+    with pytest.raises(ManifestError, match="no sidecar"):
         load_backend(orphan)
 
 
@@ -121,7 +116,7 @@ def test_upscale_cli_errors(tmp_path, model, capsys):
     code, out = _cli(capsys, tmp_path / "missing.png", tmp_path / "x.png", "--model", weights)
     assert code == 2 and out.err.strip() == f"error: input not found: {tmp_path / 'missing.png'}"
     code, out = _cli(capsys, folder / "ok.png", tmp_path / "x.png", "--model", weights, "--scale", "4")
-    assert code == 2 and "x2 weights, but x4 was requested" in out.err
+    assert code == 2 and "holds x2 weights, but x4 was requested" in out.err
     corrupt = tmp_path / "c.safetensors"
     corrupt.write_bytes(b"junk")
     code, out = _cli(capsys, folder / "ok.png", tmp_path / "x.png", "--model", corrupt)

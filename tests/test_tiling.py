@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lmfn_edge.tiling import (
+from lmfn_edge.runtime.golden import PLAN_CASES as GOLDEN_PLAN_CASES
+from lmfn_edge.runtime.tiling import (
     Tile,
     argb_to_chw_float,
     blend_weights,
@@ -17,7 +18,6 @@ from lmfn_edge.tiling import (
     plan_tiles,
     upscale_tiled,
 )
-from lmfn_edge.tiling_golden import PLAN_CASES as GOLDEN_PLAN_CASES
 
 PLAN_CASES = [*GOLDEN_PLAN_CASES, (65, 64, 64, 8), (480, 640, 128, 16)]
 

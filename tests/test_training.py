@@ -13,12 +13,25 @@ from PIL import Image
 
 from lmfn_edge.imresize import bicubic_downscale
 from lmfn_edge.io import save_image
-from lmfn_edge.weights import read_weights
+from lmfn_edge.model.weights import read_weights
 from training import release as release_cli
 from training import throughput, train
-from training.checkpoint import CHECKPOINT_NAME, init_from, load_checkpoint, rng_state, set_rng_state
+from training.checkpoint import (
+    CHECKPOINT_NAME,
+    init_from,
+    load_checkpoint,
+    rng_state,
+    set_rng_state,
+)
 from training.config import ConfigError, TrainConfig, load_config
-from training.data import DataError, StepSampler, TrainPatches, dihedral, find_pairs, load_validation
+from training.data import (
+    DataError,
+    StepSampler,
+    TrainPatches,
+    dihedral,
+    find_pairs,
+    load_validation,
+)
 from training.plot import plot_log
 from training.skimage_photos import pixel_sha256
 
@@ -185,10 +198,10 @@ def test_decoded_cache_gives_the_same_patches(data, tmp_path):
 
 def test_set_values_are_parsed_and_typed():
     config = load_config(CONFIGS / "smoke_cpu.toml", [
-        "lr=1e-3", "amp_bf16=true", "betas=[0.9, 0.95, 1]", "model=lmfn_x3", "model_overrides.channels=24",
+        "learning_rate=1e-3", "amp_bf16=true", "betas=[0.9, 0.95, 0]", "model=lmfn_x3", "model_overrides.channels=24",
         "data_roots=some/dir", "iterations=2_000",
     ])
-    assert config.lr == 1e-3 and config.amp_bf16 is True and config.betas == (0.9, 0.95, 1.0)
+    assert config.learning_rate == 1e-3 and config.amp_bf16 is True and config.betas == (0.9, 0.95, 0.0)
     assert config.model == "lmfn_x3" and config.model_config().scale == 3
     assert config.model_overrides == {"channels": 24, "num_blocks": 2, "pattern": "LM"}
     assert config.data_roots == ["some/dir"] and config.iterations == 2000
@@ -197,15 +210,18 @@ def test_set_values_are_parsed_and_typed():
 @pytest.mark.parametrize(
     "toml, sets, message",
     [
-        ("lrr = 1e-3\n", [], "unknown config key 'lrr' (did you mean 'lr'?)"),
-        ('lr = "fast"\n', [], "lr must be a number, got 'fast' (str)"),
+        ("learning_rat = 1e-3\n", [], "unknown config key 'learning_rat' (did you mean 'learning_rate'?)"),
+        ("lr = 1e-3\n", [], "unknown config key 'lr'"),
+        ('learning_rate = "fast"\n', [], "learning_rate must be a number, got 'fast' (str)"),
+        ("", ["learning_rate=nan"], "learning_rate must be > 0"),
+        ("", ["betas=[0.9, 1.5, 0.9]"], "betas must each be in [0, 1)"),
         ("", ["batch_size=abc"], "batch_size must be an integer, got 'abc'"),
         ("", ["betas=[0.9, 0.9]"], "betas must be a list of 3 numbers"),
         ("", ["model_overrides.chanels=8"], "unknown model override 'chanels'"),
         ("", ["model=lmfn_x5"], "unknown model 'lmfn_x5'"),
         ("", ["ema_decay=1.5"], "ema_decay must be in [0, 1)"),
         ("", ["compile_mode=fast"], "compile_mode must be one of default, reduce-overhead"),
-        ("", ["lr"], "--set expects key=value"),
+        ("", ["learning_rate"], "--set expects key=value"),
         ("[oops\n", [], "is not valid TOML"),
     ],
 )
@@ -235,7 +251,7 @@ def test_all_shipped_configs_load():
         config = load_config(path)
         assert config.model_config().scale == int(config.model[-1])
     recipe = load_config(CONFIGS / "lmfn_x4.toml")
-    assert (recipe.patch_size, recipe.batch_size, recipe.iterations, recipe.lr) == (48, 64, 2_000_000, 5e-3)
+    assert (recipe.patch_size, recipe.batch_size, recipe.iterations, recipe.learning_rate) == (48, 64, 2_000_000, 5e-3)
     assert (recipe.betas, recipe.weight_decay, recipe.ema_decay) == ((0.98, 0.92, 0.99), 0.0, 0.999)
 
 
@@ -248,7 +264,7 @@ def read_log(run: Path) -> list[dict]:
 
 def test_training_lowers_loss_and_beats_bicubic_on_held_out_image(data, tmp_path):
     config = tiny(data[0], tmp_path / "cache", val_root=str(data[1]), model_overrides={"channels": 16, "num_blocks": 2,
-                  "pattern": "LM"}, patch_size=16, batch_size=8, iterations=250, lr=1e-2, val_every=125,
+                  "pattern": "LM"}, patch_size=16, batch_size=8, iterations=250, learning_rate=1e-2, val_every=125,
                   ckpt_every=125, log_every=25)
     summary = train.train(config, tmp_path / "run", progress=False)
     losses = [r["loss"] for r in read_log(tmp_path / "run") if "loss" in r]

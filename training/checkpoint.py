@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from lmfn_edge.errors import UsageError
 from lmfn_edge.io import atomic_write
-from lmfn_edge.weights import WeightsError, read_weights
+from lmfn_edge.model.weights import WeightsError, read_weights
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -35,8 +36,12 @@ CHECKPOINT_NAME = "ckpt.pt"
 FORMAT = "lmfn-edge-train-checkpoint"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UsageError, ValueError):
     """A checkpoint that is missing, corrupt, or does not fit the run; one-line message."""
+
+
+# What :class:`training.loop.Trainer` writes; a checkpoint without one of these cannot resume.
+REQUIRED = ("kind", "step", "model", "ema", "optimizer", "rng", "sampler", "config", "model_config")
 
 
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
@@ -51,13 +56,39 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
+        # weights_only: torch's restricted unpickler, which builds tensors and plain containers
+        # and refuses any other global, so a crafted file cannot run code.
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError,
+            KeyError, IndexError, UnicodeDecodeError, ModuleNotFoundError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path} is not a readable checkpoint ({first})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an lmfn-edge training checkpoint")
+    _upgrade(ckpt)
+    missing = [k for k in REQUIRED if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}: not a complete checkpoint")
+    if not isinstance(ckpt["config"], dict) or not isinstance(ckpt["model_config"], dict) \
+            or not isinstance(ckpt["sampler"], dict) or not isinstance(ckpt["rng"], list):
+        raise CheckpointError(f"{path} has malformed config, sampler or RNG entries")
     return ckpt
+
+
+def _upgrade(ckpt: dict[str, Any]) -> None:
+    """Read checkpoints written before training and QAT shared one engine (``train_config`` /
+    ``qat_config``, ``lr``, a single-process QAT RNG state without a sampler entry)."""
+    for old, kind in (("train_config", "train"), ("qat_config", "qat")):
+        if old in ckpt and "config" not in ckpt:
+            ckpt["config"] = ckpt.pop(old)
+            ckpt.setdefault("kind", kind)
+    config = ckpt.get("config")
+    if isinstance(config, dict) and "lr" in config:
+        config["learning_rate"] = config.pop("lr")
+    if isinstance(ckpt.get("rng"), dict):
+        ckpt["rng"] = [ckpt["rng"]]
+    if "sampler" not in ckpt and isinstance(ckpt.get("step"), int):
+        ckpt["sampler"] = {"next_step": ckpt["step"], "num_images": None}
 
 
 def rng_state() -> dict[str, Any]:
@@ -110,6 +141,8 @@ def init_from(model: nn.Module, path: str | Path) -> tuple[int, list[str]]:
             raise CheckpointError(str(exc)) from None
     else:
         state = load_checkpoint(path)["ema"]
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CheckpointError(f"{path}: its EMA is not a state dict")
     own = model.state_dict()
     fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not fits:

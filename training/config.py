@@ -6,7 +6,7 @@ weight decay at a constant lr of 5e-3, EMA 0.999 of the weights, validation PSNR
 border of ``scale`` pixels; LMFN trains for 2,000,000 iterations where LKDN used 1,000,000.
 
 A TOML file names only what it changes; ``--set key=value`` then overrides single fields, the
-value parsed as a TOML literal (so ``lr=1e-3``, ``amp_bf16=true``, ``betas=[0.9, 0.9, 0.99]``)
+value parsed as a TOML literal (so ``learning_rate=1e-3``, ``amp_bf16=true``, ``betas=[0.9, 0.9, 0.99]``)
 or else taken as a string (``model=lmfn_x2``). Unknown keys and wrong types are a
 ``ConfigError`` with a one-line message.
 """
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmfn_edge.errors import UsageError
 from lmfn_edge.model import LMFNConfig, config_for
 
 try:
@@ -27,20 +28,21 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the backport has the same API
     import tomli as tomllib
 
-__all__ = ["ConfigError", "TrainConfig", "load_config", "apply_overrides", "parse_set"]
+__all__ = ["ConfigError", "LoopConfig", "TrainConfig", "load_config", "apply_overrides", "parse_set"]
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """A training config that cannot be used; the message is one line."""
 
 
 @dataclass
-class TrainConfig:
-    """Everything that defines a training run, saved inside every checkpoint.
+class LoopConfig:
+    """What the training engine (:mod:`training.loop`) needs: data, optimizer, schedule, device.
+
+    Shared by :class:`TrainConfig` (the float recipe) and ``quantization.config.QATConfig``,
+    whose defaults differ; saved inside every checkpoint.
 
     Attributes:
-        model: ``lmfn_x2``, ``lmfn_x3`` or ``lmfn_x4``.
-        model_overrides: ``LMFNConfig`` fields to change (e.g. ``channels``, ``pattern``).
         data_roots: Training folders (DIV2K/Flickr2K layouts or HR-only); ``--data-root`` wins.
         val_root: Benchmark folder for validation (Set5-style or HR-only); empty: no validation.
         cache_dir: Where LR images made from HR-only folders (and decoded images) are kept;
@@ -54,7 +56,8 @@ class TrainConfig:
         time_limit: Stop after this many seconds of training (compilation included), at the
             next ``log_every`` boundary, with a checkpoint as at the end; ``--resume`` continues.
             0: no limit. For leased machines and time-boxed runs.
-        lr: Adan learning rate, constant.
+        learning_rate: Adan learning rate, constant. (Not ``lr``: in this code base ``lr``
+            means the low-resolution image.)
         betas: Adan's three betas.
         weight_decay: Adan weight decay.
         ema_decay: Per-iteration decay of the weight EMA that is validated and released.
@@ -63,18 +66,11 @@ class TrainConfig:
         log_every: Log the mean loss every this many iterations.
         seed: Seeds model init and the data stream (crops, flips, order).
         num_workers: DataLoader worker processes per training process.
-        init_from: Weights (.safetensors) or checkpoint to start from; tensors whose name and
-            shape match are copied, so x3/x4 can start from x2 (the upsampler differs).
         amp_bf16: bf16 autocast for the forward pass (CUDA).
-        compile: ``torch.compile`` the training model.
-        compile_mode: ``torch.compile`` mode: default, reduce-overhead (CUDA graphs),
-            max-autotune or max-autotune-no-cudagraphs.
         channels_last: NHWC memory format for the model and batches (CUDA).
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
     """
 
-    model: str = "lmfn_x4"
-    model_overrides: dict[str, Any] = field(default_factory=dict)
     data_roots: list[str] = field(default_factory=list)
     val_root: str = ""
     cache_dir: str = ""
@@ -83,7 +79,7 @@ class TrainConfig:
     batch_size: int = 64
     iterations: int = 2_000_000
     time_limit: float = 0.0
-    lr: float = 5e-3
+    learning_rate: float = 5e-3
     betas: tuple[float, float, float] = (0.98, 0.92, 0.99)
     weight_decay: float = 0.0
     ema_decay: float = 0.999
@@ -92,10 +88,7 @@ class TrainConfig:
     log_every: int = 100
     seed: int = 0
     num_workers: int = 4
-    init_from: str = ""
     amp_bf16: bool = False
-    compile: bool = False
-    compile_mode: str = "default"
     channels_last: bool = False
     device: str = "auto"
 
@@ -108,15 +101,56 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.time_limit < 0:
+        if not 0.0 <= self.time_limit < float("inf"):
             raise ConfigError(f"time_limit must be >= 0 seconds, got {self.time_limit}")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
-        if self.compile_mode not in _COMPILE_MODES:
-            raise ConfigError(f"compile_mode must be one of {', '.join(_COMPILE_MODES)}, got {self.compile_mode!r}")
+        if not 0.0 < self.learning_rate < float("inf"):
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"betas must each be in [0, 1), got {list(self.betas)}")
+        if not 0.0 <= self.weight_decay < float("inf"):
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config"):
+        """Build from a dict, checking keys and types (checkpoints and TOML files both use it)."""
+        return apply_overrides(cls(), data, source)
+
+
+@dataclass
+class TrainConfig(LoopConfig):
+    """Everything that defines a float training run: the engine's fields (:class:`LoopConfig`)
+    plus the model and the GPU options.
+
+    Attributes:
+        model: ``lmfn_x2``, ``lmfn_x3`` or ``lmfn_x4``.
+        model_overrides: ``LMFNConfig`` fields to change (e.g. ``channels``, ``pattern``).
+        init_from: Weights (.safetensors) or checkpoint to start from; tensors whose name and
+            shape match are copied, so x3/x4 can start from x2 (the upsampler differs).
+        compile: ``torch.compile`` the training model.
+        compile_mode: ``torch.compile`` mode: default, reduce-overhead (CUDA graphs),
+            max-autotune or max-autotune-no-cudagraphs.
+    """
+
+    model: str = "lmfn_x4"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    init_from: str = ""
+    compile: bool = False
+    compile_mode: str = "default"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.compile_mode not in _COMPILE_MODES:
+            raise ConfigError(f"compile_mode must be one of {', '.join(_COMPILE_MODES)}, got {self.compile_mode!r}")
         self.model_config()  # fails early on a bad model name or override
+
+    @property
+    def scale(self) -> int:
+        return self.model_config().scale
 
     def model_config(self) -> LMFNConfig:
         """The architecture this config trains."""
@@ -124,14 +158,6 @@ class TrainConfig:
             return config_for(self.model, **self.model_overrides)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"bad model config: {exc}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
-        """Build from a dict, checking keys and types (checkpoints and TOML files both use it)."""
-        return apply_overrides(cls(), data, source)
 
 
 _COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

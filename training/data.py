@@ -31,8 +31,16 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from lmfn_edge.errors import UsageError
 from lmfn_edge.imresize import bicubic_downscale
-from lmfn_edge.io import IMAGE_EXTENSIONS, ImageError, atomic_write, list_images, load_image, save_image
+from lmfn_edge.io import (
+    IMAGE_EXTENSIONS,
+    ImageError,
+    atomic_write,
+    list_images,
+    load_image,
+    save_image,
+)
 
 __all__ = [
     "DataError",
@@ -47,7 +55,7 @@ __all__ = [
 ]
 
 
-class DataError(ValueError):
+class DataError(UsageError, ValueError):
     """A data folder that cannot be used; the message is one line naming the file or folder."""
 
 
@@ -315,7 +323,7 @@ def load_validation(root: str | Path, scale: int, cache_dir: str | Path | None) 
     """Loads a benchmark folder (``HR/`` + ``LR_bicubic/X{scale}/``, or HR-only) into memory.
 
     The HR image is cropped from the top-left to ``scale`` times the LR size, as the benchmark
-    protocol does (architecture-facts.md section 6).
+    protocol does (docs/evaluation.md).
     """
     images = []
     for pair in find_pairs(root, scale, cache_dir):

@@ -1,7 +1,7 @@
 """The pieces of one training iteration, shared by the training loop and the throughput command.
 
-Loss, optimizer and EMA follow LKDN's official BasicSR configs (architecture-facts.md 2.6):
-mean L1, Adan with betas (0.98, 0.92, 0.99) (``pytorch_optimizer.Adan``, section 7), and
+Loss, optimizer and EMA follow LKDN's official BasicSR configs (docs/training.md, "The recipe"):
+mean L1, Adan with betas (0.98, 0.92, 0.99) (``pytorch_optimizer.Adan``), and
 ``ema <- decay * ema + (1 - decay) * weights`` after every step, on parameters only (the model
 has no buffers that training changes).
 """
@@ -26,7 +26,7 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     """Adan over all parameters with the config's lr, betas and weight decay."""
     from pytorch_optimizer import Adan
 
-    return Adan(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    return Adan(model.parameters(), lr=config.learning_rate, betas=config.betas, weight_decay=config.weight_decay)
 
 
 @torch.no_grad()

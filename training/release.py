@@ -2,7 +2,7 @@
 
 The EMA weights are released, as BasicSR's tests load ``params_ema``; the file is safetensors
 with the model config and training facts (steps, recipe) in its metadata, and is checked by
-loading it back with ``lmfn_edge.weights.load_weights``.
+loading it back with ``lmfn_edge.model.weights.load_weights``.
 
 The metadata also fingerprints the training images: ``train_images`` lists every HR image the
 config's ``data_roots`` hold (file name and SHA-256 over shape and RGB pixels, as in
@@ -20,9 +20,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lmfn_edge.io import ImageError, load_image
+from lmfn_edge import cli
+from lmfn_edge.io import ImageError, check_output, load_image
 from lmfn_edge.model import LMFN, LMFNConfig, model_name
-from lmfn_edge.weights import WeightsError, load_state, load_weights, save_weights, sha256_file
+from lmfn_edge.model.weights import (
+    WeightsError,
+    load_state,
+    load_weights,
+    save_weights,
+    sha256_file,
+)
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .data import DataError, hr_images
@@ -54,7 +61,12 @@ def release(checkpoint: str | Path, output: str | Path, ema: bool = True, finger
         CheckpointError: If the checkpoint cannot be read or its weights do not fit its config.
     """
     ckpt = load_checkpoint(checkpoint)
-    config = LMFNConfig.from_dict(ckpt["model_config"])
+    if ckpt["kind"] != "train":
+        raise CheckpointError(f"{checkpoint} is a {ckpt['kind']} checkpoint; release takes float training checkpoints")
+    try:
+        config = LMFNConfig.from_dict(ckpt["model_config"])
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{checkpoint} has an invalid model config: {exc}") from None
     model = LMFN(config)
     try:
         load_state(model, ckpt["ema" if ema else "model"], str(checkpoint))
@@ -64,33 +76,39 @@ def release(checkpoint: str | Path, output: str | Path, ema: bool = True, finger
         "model_name": model_name(config.scale),
         "weights": "ema" if ema else "raw",
         "training_steps": str(int(ckpt["step"])),
-        "train_config": json.dumps(ckpt["train_config"]),
+        "train_config": json.dumps(ckpt["config"]),
     }
     extra["train_images"] = "unavailable"
     if fingerprint:
         try:
-            extra["train_images"] = json.dumps(fingerprint_training_images(ckpt["train_config"], config.scale))
+            extra["train_images"] = json.dumps(fingerprint_training_images(ckpt["config"], config.scale))
         except (DataError, ImageError) as exc:
             print(f"note: training images not fingerprinted ({exc})", file=sys.stderr)
     save_weights(model, output, extra)
     return load_weights(output, scale=config.scale)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.release", description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path, help="training checkpoint (ckpt.pt)")
-    parser.add_argument("--output", type=Path, required=True, help="safetensors file to write")
-    parser.add_argument("--raw", action="store_true", help="release the raw weights instead of the EMA")
-    parser.add_argument("--no-fingerprint", action="store_true",
-                        help="do not record the training images' SHA-256 (train_images) in the metadata")
-    args = parser.parse_args(argv)
-    try:
-        release(args.checkpoint, args.output, ema=not args.raw, fingerprint=not args.no_fingerprint)
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser("training.release", "Release weights (safetensors) from a training checkpoint.")
+    p.add_argument("checkpoint", type=Path, help="training checkpoint (ckpt.pt)")
+    p.add_argument("--output", type=Path, required=True, help="safetensors file to write")
+    p.add_argument("--raw", action="store_true", help="release the raw weights instead of the EMA")
+    p.add_argument("--no-fingerprint", action="store_true",
+                   help="do not record the training images' SHA-256 (train_images) in the metadata")
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.output.suffix != ".safetensors":
+        raise CheckpointError(f"--output {args.output} must end in .safetensors")
+    check_output(args.output, inputs=(args.checkpoint,), flag="--output")
+    release(args.checkpoint, args.output, ema=not args.raw, fingerprint=not args.no_fingerprint)
     print(f"{args.output} sha256 {sha256_file(args.output)}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(build_parser(), _run, argv)
 
 
 if __name__ == "__main__":

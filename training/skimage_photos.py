@@ -16,10 +16,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
+
+from lmfn_edge import cli
+from lmfn_edge.errors import LmfnEdgeError, UsageError
+from lmfn_edge.io import check_output
 
 MANIFEST = Path(__file__).with_name("skimage_split.json")
 
@@ -52,8 +55,12 @@ def pixel_sha256(img: np.ndarray) -> str:
     return h.hexdigest()
 
 
+class PhotoMismatch(LmfnEdgeError):
+    """A bundled photo whose pixels differ from the manifest (another scikit-image release)."""
+
+
 def write_split(output: Path, manifest: dict | None = None) -> dict[str, list[Path]]:
-    """Write the split as PNGs; raises ValueError if a photo's pixels differ from the manifest."""
+    """Write the split as PNGs; raises PhotoMismatch if a photo's pixels differ from the manifest."""
     from lmfn_edge.io import save_image
 
     manifest = manifest or load_manifest()
@@ -66,25 +73,32 @@ def write_split(output: Path, manifest: dict | None = None) -> dict[str, list[Pa
             img = photo(entry["name"])
             digest = pixel_sha256(img)
             if digest != entry["sha256"]:
-                raise ValueError(f"skimage.data.{entry['name']} differs from the manifest (sha256 {digest[:12]})")
+                raise PhotoMismatch(f"skimage.data.{entry['name']} differs from the manifest (sha256 {digest[:12]})")
             path = folder / f"{entry['name']}.png"
             save_image(path, img)
             written[side].append(path)
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.skimage_photos", description=__doc__.splitlines()[0])
-    parser.add_argument("output", type=Path, help="folder to write train/ and heldout/ into")
-    args = parser.parse_args(argv)
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser("training.skimage_photos", "Write scikit-image's bundled photos as the fixed train/heldout split.")
+    p.add_argument("output", type=Path, help="folder to write train/ and heldout/ into")
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    check_output(args.output, folder=True, flag="OUTPUT")
     try:
         written = write_split(args.output)
-    except (ValueError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except ImportError as exc:
+        raise UsageError(f"scikit-image is required ({exc}); pip install scikit-image") from None
     for side, paths in written.items():
         print(f"{side}: {len(paths)} images in {args.output / side}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(build_parser(), _run, argv)
 
 
 if __name__ == "__main__":

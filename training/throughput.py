@@ -18,10 +18,11 @@ from typing import Any
 
 import torch
 
+from lmfn_edge import cli
 from lmfn_edge.model import LMFN
 
 from .config import ConfigError, TrainConfig
-from .data import DataError, StepSampler, TrainPatches, find_pairs
+from .data import StepSampler, TrainPatches, find_pairs
 from .engine import build_optimizer, ema_update, train_step
 
 __all__ = ["measure_step", "measure_data", "main"]
@@ -51,11 +52,11 @@ def measure_step(config: TrainConfig, iterations: int, warmup: int) -> dict[str,
     optimizer = build_optimizer(model, config)
     train_model = torch.compile(model, mode=config.compile_mode) if config.compile else model
     p, s, b = config.patch_size, model_config.scale, config.batch_size
-    lr = torch.rand(b, 3, p, p, device=device).contiguous(memory_format=fmt)
-    hr = torch.rand(b, 3, p * s, p * s, device=device)
+    lr_batch = torch.rand(b, 3, p, p, device=device).contiguous(memory_format=fmt)
+    hr_batch = torch.rand(b, 3, p * s, p * s, device=device)
 
     def step() -> None:
-        train_step(train_model, optimizer, lr, hr, config.amp_bf16)
+        train_step(train_model, optimizer, lr_batch, hr_batch, config.amp_bf16)
         ema_update(ema, model, config.ema_decay)
 
     for _ in range(warmup):
@@ -101,36 +102,34 @@ def measure_data(config: TrainConfig, root: str, batches: int, cache_dir: Path) 
             "data_batches_per_s": 1.0 / seconds, "data_images_per_s": config.batch_size / seconds}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.throughput", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="lmfn_x2", help="lmfn_x2, lmfn_x3 or lmfn_x4")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--patch-size", type=int, default=48)
-    parser.add_argument("--iterations", type=int, default=10, help="timed iterations")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--amp-bf16", action="store_true", help="bf16 autocast")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--compile-mode", default="default", help="torch.compile mode, e.g. reduce-overhead")
-    parser.add_argument("--channels-last", action="store_true", help="NHWC memory format")
-    parser.add_argument("--data-root", help="also time the data pipeline on this folder")
-    parser.add_argument("--num-workers", type=int, default=8, help="DataLoader workers for --data-root")
-    parser.add_argument("--decoded-cache", action="store_true", help="read patches from decoded .npy copies")
-    parser.add_argument("--cache-dir", type=Path, default=Path("runs/cache"), help="cache for --data-root")
-    args = parser.parse_args(argv)
-    try:
-        config = TrainConfig(
-            model=args.model, batch_size=args.batch_size, patch_size=args.patch_size, device=args.device,
-            amp_bf16=args.amp_bf16, compile=args.compile, compile_mode=args.compile_mode,
-            channels_last=args.channels_last,
-            num_workers=args.num_workers, decoded_cache=args.decoded_cache,
-        )
-        result = measure_step(config, args.iterations, args.warmup)
-        if args.data_root:
-            result.update(measure_data(config, args.data_root, max(args.iterations, 1), args.cache_dir))
-    except (ConfigError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser("training.throughput", "Training iterations/s on this device, and what the recipe's 2M cost.")
+    p.add_argument("--model", default="lmfn_x2", choices=("lmfn_x2", "lmfn_x3", "lmfn_x4"))
+    p.add_argument("--batch-size", type=cli.int_at_least(1), default=64)
+    p.add_argument("--patch-size", type=cli.int_at_least(1), default=48)
+    p.add_argument("--iterations", type=cli.int_at_least(1), default=10, help="timed iterations")
+    p.add_argument("--warmup", type=cli.int_at_least(0), default=3, help="untimed iterations first")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--amp-bf16", action="store_true", help="bf16 autocast")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--compile-mode", default="default", help="torch.compile mode, e.g. reduce-overhead")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    p.add_argument("--data-root", help="also time the data pipeline on this folder")
+    p.add_argument("--num-workers", type=cli.int_at_least(0), default=8, help="DataLoader workers for --data-root")
+    p.add_argument("--decoded-cache", action="store_true", help="read patches from decoded .npy copies")
+    p.add_argument("--cache-dir", type=Path, default=Path("runs/cache"), help="cache for --data-root")
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = TrainConfig(
+        model=args.model, batch_size=args.batch_size, patch_size=args.patch_size, device=args.device,
+        amp_bf16=args.amp_bf16, compile=args.compile, compile_mode=args.compile_mode,
+        channels_last=args.channels_last, num_workers=args.num_workers, decoded_cache=args.decoded_cache,
+    )
+    result = measure_step(config, args.iterations, args.warmup)
+    if args.data_root:
+        result.update(measure_data(config, args.data_root, max(args.iterations, 1), args.cache_dir))
     print(json.dumps(result))
     print(
         f"{result['model']} on {result['device']}: {result['iterations_per_s']:.3g} it/s, "
@@ -139,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(build_parser(), _run, argv)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ replaced by an exact re-expression with the same parameters (parity is tested to
 =============================  ================================================================
 training form                  deploy form
 =============================  ================================================================
-``DSConv`` (grid_sample)       :class:`~lmfn_edge.dsconv.DSConvDeploy` (slices, convs, hat sum)
+``DSConv`` (grid_sample)       :class:`~lmfn_edge.model.dsconv.DSConvDeploy` (slices, convs, hat sum)
 input ``repeat`` + 1x1 conv    one 1x1 conv on RGB (the repeated slices' weights summed)
 channel ``LayerNorm``          mean 1x1 conv and subtract, variance 1x1 conv, rsqrt, dw affine
 ceil-mode max-pool             replicate pad to a multiple of the window, then max_pool2d
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dsconv import DSConv, DSConvDeploy, replicate_pad
-from .model import LMFN, BSConvU, ChannelLayerNorm, PoolDSConv
+from .lmfn import LMFN, BSConvU, ChannelLayerNorm, PoolDSConv, RepeatedInputHead
 
 
 class ChannelLayerNormDeploy(nn.Module):
@@ -79,9 +79,9 @@ class PixelShuffleDeploy(nn.Module):
     deconvolution path (37 ms against a few ms for the permute at 180x320 input, x4).
     """
 
-    def __init__(self, factor: int) -> None:
+    def __init__(self, shuffle: nn.PixelShuffle) -> None:
         super().__init__()
-        self.factor = factor
+        self.factor = shuffle.upscale_factor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -107,7 +107,7 @@ class PoolDSConvDeploy(nn.Module):
         # Pad to the next multiple of f by replicating edges (this does not change a max, so it
         # equals ceil-mode pooling), pool, upsample, crop back. Slices are emitted only when
         # something is cut: a no-op slice becomes an alias node that splits the XNNPACK delegate.
-        # Symbolic sizes must be multiples of 8 (see export.py), so both amounts are provably 0.
+        # Symbolic sizes must be multiples of 8 (lmfn_edge.manifest.DYNAMIC_MULTIPLE), so both amounts are provably 0.
         ph, pw = (-h) % f, (-w) % f
         y = replicate_pad(replicate_pad(x, 2, 0, ph), 3, 0, pw)
         y = self.up(self.dsconv(F.max_pool2d(y, f, f)))
@@ -118,34 +118,23 @@ class PoolDSConvDeploy(nn.Module):
         return y
 
 
-class LMFNDeploy(LMFN):
-    """Deploy form of :class:`~lmfn_edge.model.LMFN`; build it with :func:`to_deploy`.
+class HeadDeploy(BSConvU):
+    """:class:`~lmfn_edge.model.lmfn.RepeatedInputHead` without the repeat.
 
-    Shares LMFN's forward; only the head (no repeat) and the modules swapped by
-    :func:`to_deploy` differ.
+    ``x.repeat(1, n, 1, 1)`` followed by a 1x1 conv equals one 1x1 conv on RGB whose weight is
+    the sum of the n repeated slices.
     """
 
-    def __init__(self, model: LMFN) -> None:
-        nn.Module.__init__(self)
-        self.config = model.config
-        n = model.config.num_in
-        head = model.head
-        # x.repeat(1, n, 1, 1) followed by a 1x1 conv == a 1x1 conv with the n slices summed.
+    def __init__(self, head: RepeatedInputHead) -> None:
         w = head.pw.weight.data
-        self.head = BSConvU(3, w.shape[0])
-        self.head.pw.weight.data = w.view(w.shape[0], n, 3, 1, 1).sum(dim=1)
-        self.head.dw.load_state_dict(head.dw.state_dict())
-        self.blocks = model.blocks
-        self.fuse = model.fuse
-        self.tail = model.tail
-        self.upsample = model.upsample
-        self.shuffle = PixelShuffleDeploy(model.config.scale)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x)
+        super().__init__(3, w.shape[0])
+        self.pw.weight.data = w.view(w.shape[0], head.num_in, 3, 1, 1).sum(dim=1)
+        self.dw.load_state_dict(head.dw.state_dict())
 
 
 _SWAPS = {
+    RepeatedInputHead: HeadDeploy,
+    nn.PixelShuffle: PixelShuffleDeploy,
     PoolDSConv: PoolDSConvDeploy,
     DSConv: DSConvDeploy,
     ChannelLayerNorm: ChannelLayerNormDeploy,
@@ -161,20 +150,25 @@ def _swap_children(module: nn.Module) -> None:
             _swap_children(child)
 
 
+def is_deployed(model: nn.Module) -> bool:
+    """Whether ``model`` holds no module that :func:`to_deploy` would still swap."""
+    return not any(type(m) in _SWAPS for m in model.modules())
+
+
 @torch.no_grad()
-def to_deploy(model: LMFN) -> LMFNDeploy:
+def to_deploy(model: LMFN) -> LMFN:
     """Return an eval-mode deploy copy of ``model`` (the original is left untouched).
 
-    The copy computes the same function (max abs difference ~1e-6 in fp32) with only ops that
-    XNNPACK delegates and coremltools converts: no grid_sample, gather, layer_norm, adaptive or
-    ceil-mode pooling, nearest upsampling, repeat, split or pixel_shuffle.
+    The copy is the same :class:`~lmfn_edge.model.lmfn.LMFN` with child modules swapped for
+    their deploy twins (``_SWAPS``); it computes the same function (max abs difference ~1e-6
+    in fp32) with only ops that XNNPACK delegates and coremltools converts: no grid_sample,
+    gather, layer_norm, adaptive or ceil-mode pooling, nearest upsampling, repeat, split or
+    pixel_shuffle. Converting a deployed model again changes nothing.
     """
-    if isinstance(model, LMFNDeploy):
-        return copy.deepcopy(model).eval()
     if not isinstance(model, LMFN):
         raise TypeError(f"to_deploy expects an LMFN model, got {type(model).__name__}")
-    deployed = LMFNDeploy(copy.deepcopy(model).eval())
+    deployed = copy.deepcopy(model).eval()
     _swap_children(deployed)
     for p in deployed.parameters():
         p.requires_grad_(False)
-    return deployed.eval()
+    return deployed

@@ -9,8 +9,8 @@ module is LKDN's distillation block with a placeholder cell, filled by one of
 * ``I``: IFM, interactive fusion modulation built on IFF's merge-and-run (eqs. 6-10) -> IFM-M.
 
 Choices where the paper is silent are listed, with reasons, in docs/architecture.md. Every module
-here has a training form; :func:`lmfn_edge.deploy.to_deploy` swaps in exact re-expressions that
-lower to XNNPACK and Core ML.
+here has a training form; `lmfn_edge.model.deploy.to_deploy` swaps in exact re-expressions that
+lower to XNNPACK and Core ML, swapping child modules only.
 """
 
 from __future__ import annotations
@@ -89,6 +89,21 @@ class BSConvU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dw(self.pw(x))
+
+
+class RepeatedInputHead(BSConvU):
+    """LKDN's head: the RGB input repeated ``num_in`` times along channels, then a BSConvU.
+
+    Its deploy twin (:class:`lmfn_edge.model.deploy.HeadDeploy`) folds the repeat into the
+    1x1 weights, since ``repeat`` falls out of the XNNPACK delegate.
+    """
+
+    def __init__(self, num_in: int, out_channels: int) -> None:
+        super().__init__(3 * num_in, out_channels)
+        self.num_in = num_in
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.repeat(1, self.num_in, 1, 1))
 
 
 class ChannelLayerNorm(nn.Module):
@@ -263,7 +278,7 @@ class LMFN(nn.Module):
         super().__init__()
         self.config = config = config or LMFNConfig()
         ch = config.channels
-        self.head = BSConvU(3 * config.num_in, ch)
+        self.head = RepeatedInputHead(config.num_in, ch)
         self.blocks = nn.ModuleList(BuildingModule(ch, make_cell(kind, ch, config)) for kind in config.pattern)
         self.fuse = nn.Conv2d(ch * config.num_blocks, ch, 1)
         self.tail = BSConvU(ch, ch)
@@ -274,17 +289,14 @@ class LMFN(nn.Module):
     def scale(self) -> int:
         return self.config.scale
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Head features (LKDN repeats the RGB input ``num_in`` times along channels)."""
-        return self.head(x.repeat(1, self.config.num_in, 1, 1))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feat = self.embed(x)
+        feat = self.head(x)
         outs, y = [], feat
         for block in self.blocks:
             y = block(y)
             outs.append(y)
-        y = self.tail(F.gelu(self.fuse(torch.cat(outs, dim=1)))) + feat
+        # A one-input cat (num_blocks = 1) is a copy that XNNPACK refuses to delegate.
+        y = self.tail(F.gelu(self.fuse(torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]))) + feat
         return self.shuffle(self.upsample(y))
 
 
@@ -296,9 +308,14 @@ def model_name(scale: int) -> str:
 
 
 def config_for(name: str, **overrides) -> LMFNConfig:
-    """The config of a named variant (``lmfn_x2``, ``lmfn_x3``, ``lmfn_x4``) with overrides."""
+    """The config of a named variant (``lmfn_x2``, ``lmfn_x3``, ``lmfn_x4``) with overrides.
+
+    A ``pattern`` without ``num_blocks`` sets the number of blocks to its length.
+    """
     if name not in MODEL_SCALES:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(MODEL_SCALES)}")
     if "scale" in overrides and overrides["scale"] != MODEL_SCALES[name]:
         raise ValueError(f"{name} has scale {MODEL_SCALES[name]}, not {overrides['scale']}")
+    if isinstance(overrides.get("pattern"), str) and "num_blocks" not in overrides:
+        overrides = {**overrides, "num_blocks": len(overrides["pattern"])}  # the pattern names every block
     return LMFNConfig(**{"scale": MODEL_SCALES[name], **overrides})

@@ -1,8 +1,12 @@
-"""PT2E int8 quantization of the LMFN deploy form for XNNPACK, shared by QAT and PTQ.
+"""The int8 graph of LMFN for XNNPACK: PT2E capture, quantizer and conversion, shared by QAT and PTQ.
+
+``quantization/`` trains (QAT) or calibrates (PTQ) the prepared graph this module builds; the
+SDK owns the graph itself, so that an int8 program can be rebuilt from stored weights and
+quantization parameters without ``quantization/``.
 
 The flow is torchao 0.18's PT2E (``prepare_pt2e`` / ``prepare_qat_pt2e`` -> ``convert_pt2e``)
 with ExecuTorch's ``XNNPACKQuantizer``: int8 weights symmetric per output channel, int8
-activations asymmetric per tensor (deployment-facts.md section 2). What this module adds:
+activations asymmetric per tensor (docs/quantization.md). What this module adds:
 
 * Capture: the deploy form (the training form's ``grid_sample`` neither quantizes nor lowers)
   is exported with a dynamic batch and H/W as ``8 * Dim``: training needs batches, validation
@@ -16,90 +20,44 @@ activations asymmetric per tensor (deployment-facts.md section 2). What this mod
   observer turns the inf into a NaN scale). Float LayerNorm ops stay inside the XNNPACK
   subgraph, between dequantize and quantize nodes.
 * The program handed to ``lmfn_edge.export`` is the converted (q/dq) model exported at one
-  fixed tile, batch 1, and saved with its LMFN config (:func:`save_quantized`).
+  fixed tile, batch 1 (:func:`export_converted`), and saved with its LMFN config by
+  :func:`lmfn_edge.deployment.save_quantized`, which owns the file format.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import operator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from lmfn_edge.deploy import ChannelLayerNormDeploy, LMFNDeploy, to_deploy
-from lmfn_edge.dsconv import DSConvDeploy
-from lmfn_edge.export import DYNAMIC_MULTIPLE, package_versions
-from lmfn_edge.io import atomic_write_bytes
-from lmfn_edge.model import LMFN, LMFNConfig
+from ..manifest import DYNAMIC_MULTIPLE, MIN_DYNAMIC
+from ..model import LMFN
+from ..model.deploy import ChannelLayerNormDeploy, to_deploy
+from ..model.dsconv import DSConvDeploy
+from .quantized import QuantizedProgramError, check_tile
 
 __all__ = [
-    "QuantizedInfo",
     "QuantizationError",
     "capture",
     "convert",
     "copy_prepared",
-    "export_quantized",
+    "export_converted",
     "fixed_parameter_names",
-    "load_quantized",
-    "observers_paused",
     "prepare",
-    "save_quantized",
+    "quantizer",
 ]
 
-FORMAT = "lmfn-edge-quantized"
-INFO_FILE = "lmfn_config.json"  # extra file inside the .pt2 archive
 MAX_BATCH = 1024
 MAX_SIDE = 4096  # capture bound on H and W; nothing is planned at it (only guards)
 
 
-class QuantizationError(ValueError):
+class QuantizationError(QuantizedProgramError):
     """A quantization request that cannot be done as asked; one-line message."""
 
 
-@dataclass
-class QuantizedInfo:
-    """What a quantized program carries besides its graph: enough to export and audit it.
-
-    Attributes:
-        method: ``qat`` or ``ptq``.
-        config: The LMFN architecture (``LMFNConfig.to_dict()``).
-        tile: Side of the square LR input the program was exported at (batch 1).
-        weights: ``{"source": ..., "sha256": ...}`` of the float weights it started from.
-        details: Method facts: QAT steps and schedule, PTQ calibration images.
-        packages: Package versions that produced it.
-    """
-
-    method: str
-    config: dict
-    tile: int
-    weights: dict = field(default_factory=dict)
-    details: dict = field(default_factory=dict)
-    packages: dict = field(default_factory=package_versions)
-
-    @property
-    def lmfn_config(self) -> LMFNConfig:
-        return LMFNConfig.from_dict(self.config)
-
-    def to_json(self) -> str:
-        return json.dumps({"format": FORMAT, **asdict(self)}, indent=2)
-
-    @classmethod
-    def from_json(cls, text: str, source: str) -> "QuantizedInfo":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            raise QuantizationError(f"{source}: {INFO_FILE} is not valid JSON") from None
-        if data.pop("format", None) != FORMAT:
-            raise QuantizationError(f"{source} is not an lmfn-edge quantized program (no {INFO_FILE})")
-        return cls(**data)
-
-
-def _pt2e():
+def pt2e_modules():
     """torchao's PT2E entry points and ExecuTorch's XNNPACK quantizer, with a clear error."""
     try:
         from executorch.backends.xnnpack.quantizer import xnnpack_quantizer as xq
@@ -112,7 +70,7 @@ def _pt2e():
 
 def quantizer(qat: bool):
     """``XNNPACKQuantizer``: per-channel int8 weights, per-tensor int8 activations."""
-    xq, _, _ = _pt2e()
+    xq, _, _ = pt2e_modules()
     q = xq.XNNPACKQuantizer().set_global(xq.get_symmetric_quantization_config(is_per_channel=True, is_qat=qat))
     # See the module docstring: LayerNorm's variance must not round to zero.
     return q.set_module_type(ChannelLayerNormDeploy, None)
@@ -136,7 +94,7 @@ def narrow_to_slice(gm: torch.fx.GraphModule) -> int:
     return count
 
 
-def fixed_parameter_names(deployed: LMFNDeploy) -> set[str]:
+def fixed_parameter_names(deployed: LMFN) -> set[str]:
     """Deploy-form parameters that encode fixed operations, never trained.
 
     LayerNorm's mean and variance convs (all but its affine part) and DSConv's bilinear-hat pair
@@ -166,7 +124,7 @@ def capture(model: LMFN, example_batch: int = 2, example_side: int = 16) -> torc
     deployed = to_deploy(model)
     fixed = fixed_parameter_names(deployed)
     x = torch.rand(example_batch, 3, example_side, example_side)
-    side = (16 // DYNAMIC_MULTIPLE, MAX_SIDE // DYNAMIC_MULTIPLE)
+    side = (MIN_DYNAMIC // DYNAMIC_MULTIPLE, MAX_SIDE // DYNAMIC_MULTIPLE)
     dims = {
         0: torch.export.Dim("batch", min=1, max=MAX_BATCH),
         2: DYNAMIC_MULTIPLE * torch.export.Dim("h8", min=side[0], max=side[1]),
@@ -184,7 +142,7 @@ def prepare(model: LMFN, qat: bool) -> torch.fx.GraphModule:
 
     ``.train()`` and ``.eval()`` work on the result (they move the graph between modes).
     """
-    _, pt2e, quantize_pt2e = _pt2e()
+    _, pt2e, quantize_pt2e = pt2e_modules()
     gm = capture(model)
     trainable = {n: p.requires_grad for n, p in gm.named_parameters()}
     prepared = (quantize_pt2e.prepare_qat_pt2e if qat else quantize_pt2e.prepare_pt2e)(gm, quantizer(qat))
@@ -196,85 +154,20 @@ def prepare(model: LMFN, qat: bool) -> torch.fx.GraphModule:
 
 def copy_prepared(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """A deep copy whose ``.train()``/``.eval()`` still move the graph between modes."""
-    _, pt2e, _ = _pt2e()
+    _, pt2e, _ = pt2e_modules()
     return pt2e.allow_exported_model_train_eval(copy.deepcopy(prepared))
-
-
-def _fake_quants(model: nn.Module):
-    from torchao.quantization.pt2e.fake_quantize import FakeQuantizeBase
-
-    return [m for m in model.modules() if isinstance(m, FakeQuantizeBase)]
-
-
-def disable_observers(model: nn.Module) -> None:
-    """Freeze every fake-quant's scale and zero point (QAT's second phase)."""
-    _, pt2e, _ = _pt2e()
-    model.apply(pt2e.disable_observer)
-
-
-def observers_frozen(model: nn.Module) -> bool:
-    fqs = _fake_quants(model)
-    return bool(fqs) and all(not bool(fq.observer_enabled[0]) for fq in fqs)
-
-
-@contextmanager
-def observers_paused(model: nn.Module):
-    """Run ``model`` without updating its QAT observers (validation must not move qparams)."""
-    fqs = _fake_quants(model)
-    before = [fq.observer_enabled.clone() for fq in fqs]
-    for fq in fqs:
-        fq.observer_enabled[0] = 0
-    try:
-        yield model
-    finally:
-        for fq, flag in zip(fqs, before):
-            fq.observer_enabled.copy_(flag)
 
 
 def convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """The reference quantized (q/dq) model of a prepared one; ``prepared`` is left as is."""
-    _, pt2e, quantize_pt2e = _pt2e()
+    _, pt2e, quantize_pt2e = pt2e_modules()
     model = copy_prepared(prepared)
     model.eval()
     return pt2e.allow_exported_model_train_eval(quantize_pt2e.convert_pt2e(model))
 
 
-def export_quantized(converted: torch.fx.GraphModule, tile: int) -> torch.export.ExportedProgram:
-    """``torch.export`` of a converted model at one ``tile x tile`` LR input, batch 1."""
+def export_converted(converted: torch.fx.GraphModule, tile: int) -> torch.export.ExportedProgram:
+    """``torch.export`` of a converted model at one ``tile x tile`` LR input, batch 1: the program
+    :func:`lmfn_edge.deployment.save_quantized` writes and ``export --quantized`` lowers."""
     check_tile(tile)
     return torch.export.export(converted, (torch.rand(1, 3, tile, tile),))
-
-
-def check_tile(tile: int) -> int:
-    if tile < 16 or tile % DYNAMIC_MULTIPLE:
-        raise QuantizationError(
-            f"tile must be a multiple of {DYNAMIC_MULTIPLE} and >= 16 (the captured graph assumes it), got {tile}"
-        )
-    return tile
-
-
-def save_quantized(program: torch.export.ExportedProgram, path: str | Path, info: QuantizedInfo) -> None:
-    """Write the program with ``info`` inside the archive, atomically."""
-    import io
-
-    buffer = io.BytesIO()
-    torch.export.save(program, buffer, extra_files={INFO_FILE: info.to_json()})
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def load_quantized(path: str | Path) -> tuple[torch.export.ExportedProgram, QuantizedInfo]:
-    """Read a program written by :func:`save_quantized`, with one-line errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise QuantizationError(f"quantized program not found: {path}")
-    # Registers the quantized_decomposed q/dq ops the archive's graph refers to.
-    import torch.ao.quantization.fx._decomposed  # noqa: F401
-
-    extra = {INFO_FILE: ""}
-    try:
-        program = torch.export.load(str(path), extra_files=extra)
-    except Exception as exc:  # torch raises many types for a bad archive
-        raise QuantizationError(f"cannot load quantized program {path}: {str(exc).splitlines()[0]}") from None
-    if not extra[INFO_FILE]:
-        raise QuantizationError(f"{path} is not an lmfn-edge quantized program (no {INFO_FILE})")
-    return program, QuantizedInfo.from_json(extra[INFO_FILE], str(path))

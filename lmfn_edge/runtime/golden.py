@@ -1,7 +1,7 @@
 """Golden vectors that pin the Java image core (``android_demo/imagecore``) to
-:mod:`lmfn_edge.tiling`.
+:mod:`lmfn_edge.runtime.tiling` and :mod:`lmfn_edge.manifest`.
 
-``python -m lmfn_edge.tiling_golden android_demo/imagecore/src/test/resources/golden`` writes:
+``python -m lmfn_edge.runtime.golden android_demo/imagecore/src/test/resources/golden`` writes:
 
 - ``plans.json``: tile plans for several ``(height, width, tile, overlap)``;
 - ``blend_weights.json``: 1-D blending weights;
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmfn_edge.tiling import (
+from .tiling import (
     argb_to_chw_float,
     blend_weights,
     chw_float_to_argb,
@@ -207,7 +207,7 @@ def write_golden(out_dir: str | Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m lmfn_edge.tiling_golden",
+        prog="python -m lmfn_edge.runtime.golden",
         description="Write the golden vectors the Java image core is tested against.")
     parser.add_argument("output", type=Path, help="folder for the golden JSON files")
     args = parser.parse_args(argv)

@@ -32,18 +32,20 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..errors import UsageError
+
 __all__ = ["InputShapeError", "MILEvalError", "MILEvaluator", "UnsupportedOpError", "load_program"]
 
 
-class MILEvalError(RuntimeError):
-    """An op could not be evaluated (inconsistent shapes, unsupported attribute values)."""
+class MILEvalError(UsageError):
+    """A program that cannot be evaluated: unreadable, inconsistent shapes, unsupported attributes."""
 
 
 class UnsupportedOpError(MILEvalError):
     """The program contains an op type the evaluator does not implement."""
 
 
-class InputShapeError(ValueError):
+class InputShapeError(UsageError, ValueError):
     """An input is missing, or its shape is outside what the program accepts."""
 
 
@@ -57,11 +59,15 @@ def load_program(model: Any) -> tuple[Any, Any]:
 
     if hasattr(model, "functions"):
         return model, None
+    source = "the model"
     if isinstance(model, (str, Path)):
-        path = Path(model)
+        path = source = Path(model)
         if not path.exists():
-            raise FileNotFoundError(f"Core ML model not found: {path}")
-        model = ct.models.MLModel(str(path), skip_model_load=True)  # loading needs macOS
+            raise MILEvalError(f"Core ML model not found: {path}")
+        try:
+            model = ct.models.MLModel(str(path), skip_model_load=True)  # loading needs macOS
+        except Exception as exc:  # coremltools raises bare Exceptions for unreadable packages
+            raise MILEvalError(f"{path} is not a readable Core ML package ({_first_line(exc)})") from None
     spec = model.get_spec()
     if spec.WhichOneof("Type") != "mlProgram":
         raise MILEvalError("only ML programs (convert_to='mlprogram') can be evaluated, not neural networks")
@@ -69,7 +75,15 @@ def load_program(model: Any) -> tuple[Any, Any]:
         return model._mil_program, spec
     from coremltools.converters.mil.frontend.milproto.load import load as milproto_load
 
-    return milproto_load(spec, spec.specificationVersion, model.weights_dir), spec
+    try:
+        return milproto_load(spec, spec.specificationVersion, model.weights_dir), spec
+    except Exception as exc:  # a package whose weights file is missing or truncated
+        raise MILEvalError(f"{source}: cannot read the ML program ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,13 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from ..errors import UsageError
+
 # Graph nodes that are bookkeeping rather than compute when left outside a delegate.
 NON_COMPUTE_OPS = {"getitem", "_to_dim_order_copy", "_clone_dim_order", "alias_copy", "sym_size"}
 
 
-class ExportError(RuntimeError):
+class ExportError(UsageError):
     """An export that cannot be done as asked (missing package, unsupported combination)."""
 
 
@@ -140,7 +142,9 @@ def lower_to_executorch(ep: torch.export.ExportedProgram, backend: str):
     exir = _require("executorch.exir", "executorch==1.5.1")
     partitioners = []
     if backend == "xnnpack":
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
+            XnnpackPartitioner,
+        )
 
         partitioners = [XnnpackPartitioner()]
     elif backend == "coreml":

@@ -1,0 +1,310 @@
+"""PSNR/SSIM of every LMFN runtime on benchmark folders (``python -m lmfn_edge.evaluate``).
+
+The protocol of the SR literature, as BasicSR scores it (docs/evaluation.md): LR images made by
+MATLAB-style bicubic downscaling (given in ``LR_bicubic/X{scale}/`` or made here with
+:func:`~lmfn_edge.imresize.bicubic_downscale`), PSNR and SSIM on the BT.601 Y channel of uint8
+outputs with ``scale`` pixels cropped from every border. Methods:
+
+* ``bicubic``: MATLAB bicubic upscaling, the baseline row of every SR table;
+* ``eager`` / ``deploy``: the float model in its training / deploy form, on whole images;
+* ``pte:PATH``: an ExecuTorch program (fp32 or int8), tiled exactly as on a phone;
+* ``coreml:PATH``: a Core ML package (prediction needs macOS; skipped with a note elsewhere).
+
+Every method goes through :class:`~lmfn_edge.runtime.Upscaler`, so all share one uint8
+conversion. The table's delta column is each method's PSNR minus the float model's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import UsageError
+from ..imresize import bicubic_downscale, bicubic_upscale
+from ..io import IMAGE_EXTENSIONS, list_images, load_image, save_image
+from ..manifest import package_versions, read_manifest
+from ..metrics import psnr, ssim
+from ..runtime import BackendError, Upscaler, eager_backend, load_backend
+
+__all__ = ["EvalError", "EvalImage", "Method", "Report", "evaluate", "load_dataset", "parse_methods"]
+
+KINDS = ("bicubic", "eager", "deploy", "pte", "coreml")
+FLOAT_KINDS = ("eager", "deploy")  # the reference for the delta column, first one present
+CROP_SIDE = 96  # HR pixels of the side-by-side crops
+
+
+class EvalError(UsageError, ValueError):
+    """An evaluation that cannot run as asked; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the table: ``kind`` plus the artifact for ``pte``/``coreml``."""
+
+    kind: str
+    path: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{self.path.name}" if self.path else self.kind
+
+
+@dataclass(frozen=True)
+class EvalImage:
+    name: str
+    lr: np.ndarray
+    hr: np.ndarray
+
+
+@dataclass
+class Report:
+    """Scores per method label and dataset: ``{"psnr", "ssim", "images": {name: {...}}}``."""
+
+    scale: int
+    crop: int
+    datasets: dict[str, str]
+    methods: list[Method]
+    results: dict[str, dict[str, dict]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def reference(self) -> str | None:
+        return next((m.label for m in self.methods if m.kind in FLOAT_KINDS and m.label in self.results), None)
+
+    def delta(self, label: str, dataset: str) -> float | None:
+        ref = self.reference
+        if ref is None or label not in self.results:
+            return None
+        return self.results[label][dataset]["psnr"] - self.results[ref][dataset]["psnr"]
+
+    def to_dict(self) -> dict:
+        results = {
+            label: {ds: {**scores, "delta_psnr": self.delta(label, ds)} for ds, scores in per.items()}
+            for label, per in self.results.items()
+        }
+        return {
+            "protocol": {"channel": "Y (BT.601, MATLAB rgb2ycbcr)", "crop_border": self.crop,
+                         "lr": "MATLAB bicubic", "output": "uint8"},
+            "scale": self.scale,
+            "datasets": self.datasets,
+            "methods": [{"label": m.label, "kind": m.kind, "path": str(m.path) if m.path else None} for m in self.methods],
+            "reference": self.reference,
+            "results": results,
+            "skipped": self.skipped,
+            "packages": package_versions(),
+        }
+
+    def markdown(self) -> str:
+        """Rows = methods, per dataset PSNR (dB), SSIM and the PSNR delta to the float model."""
+        ref = self.reference
+        head = ["method"]
+        for ds in self.datasets:
+            head += [f"{ds} PSNR", f"{ds} SSIM"] + ([f"{ds} Δ dB"] if ref else [])
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for m in self.methods:
+            if m.label in self.skipped:
+                continue
+            row = [m.label]
+            for ds in self.datasets:
+                s = self.results[m.label][ds]
+                row += [f"{s['psnr']:.2f}", f"{s['ssim']:.4f}"]
+                if ref:
+                    row.append("-" if m.label == ref else f"{self.delta(m.label, ds):+.2f}")
+            lines.append("| " + " | ".join(row) + " |")
+        notes = [f"\n{label}: skipped ({why})" for label, why in self.skipped.items()]
+        return "\n".join(lines) + "".join(notes)
+
+
+def parse_methods(text: str) -> list[Method]:
+    """``bicubic,eager,deploy,pte:PATH,coreml:PATH`` (any subset, in table order)."""
+    methods = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        kind, _, path = item.partition(":")
+        if kind not in KINDS:
+            raise EvalError(f"unknown method {item!r}; use {', '.join(KINDS[:3])}, pte:PATH or coreml:PATH")
+        if (kind in ("pte", "coreml")) != bool(path):
+            raise EvalError(f"method {item!r}: {kind} {'needs a path (' + kind + ':PATH)' if not path else 'takes no path'}")
+        method = Method(kind, Path(path) if path else None)
+        if method in methods:
+            raise EvalError(f"method {item!r} is listed twice")
+        methods.append(method)
+    if not methods:
+        raise EvalError("no methods given")
+    return methods
+
+
+def load_dataset(folder: str | Path, scale: int) -> list[EvalImage]:
+    """A benchmark folder: ``HR/`` with ``LR_bicubic/X{scale}/``, or HR images only.
+
+    LR files are named like their HR image, optionally with an ``x{scale}`` suffix (Set5's
+    ``babyx2.png``). HR images are cropped from the top-left to ``scale`` times the LR size;
+    without LR images, the LR is made by MATLAB bicubic from the modcropped HR.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EvalError(f"data folder not found: {folder}")
+    hr_dir = folder / "HR" if (folder / "HR").is_dir() else folder
+    lr_dir = folder / "LR_bicubic" / f"X{scale}"
+    hr_paths = list_images(hr_dir)
+    if not hr_paths:
+        raise EvalError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {hr_dir}")
+    if not lr_dir.is_dir():
+        images = []
+        for p in hr_paths:
+            hr = load_image(p)
+            if min(hr.shape[:2]) < scale:
+                raise EvalError(f"{p} is {hr.shape[1]}x{hr.shape[0]}, smaller than the scale x{scale}: no LR image")
+            lr = bicubic_downscale(hr, scale)
+            images.append(EvalImage(p.stem, lr, hr[: lr.shape[0] * scale, : lr.shape[1] * scale]))
+        return images
+    lr_paths = {p.stem: p for p in list_images(lr_dir)}
+    images, used = [], set()
+    for p in hr_paths:
+        stem = next((s for s in (f"{p.stem}x{scale}", p.stem) if s in lr_paths), None)
+        if stem is None:
+            raise EvalError(f"no LR image for {p.name} in {lr_dir} (expected {p.stem}x{scale}.png)")
+        used.add(stem)
+        hr, lr = load_image(p), load_image(lr_paths[stem])
+        if lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
+            raise EvalError(f"{lr_paths[stem]} is {lr.shape[1]}x{lr.shape[0]}, but x{scale} LR of {p.name} "
+                            f"({hr.shape[1]}x{hr.shape[0]}) must be {hr.shape[1] // scale}x{hr.shape[0] // scale}")
+        images.append(EvalImage(p.stem, lr, hr[: lr.shape[0] * scale, : lr.shape[1] * scale]))
+    extra = sorted(set(lr_paths) - used)
+    if extra:
+        raise EvalError(f"{len(extra)} LR image(s) in {lr_dir} have no HR image, e.g. {lr_paths[extra[0]].name}")
+    return images
+
+
+def _runner(method: Method, scale: int, model) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
+    """A short title for the crop panels and the function from LR to SR uint8 images."""
+    if method.kind == "bicubic":
+        return "bicubic", lambda lr: bicubic_upscale(lr, scale)
+    if method.kind in FLOAT_KINDS:
+        from ..model.deploy import to_deploy
+
+        net = model if method.kind == "eager" else to_deploy(model)
+        return method.kind, Upscaler(eager_backend(net), tile=0).upscale
+    manifest = read_manifest(method.path)
+    upscaler = Upscaler(load_backend(method.path, scale))  # tiles with the sidecar's overlap, as on device
+    return f"{method.kind} {manifest.precision}", upscaler.upscale
+
+
+def _check_artifact(method: Method, scale: int) -> None:
+    """Fail before any work on a missing artifact or one of another scale."""
+    if not method.path.exists():
+        raise EvalError(f"{method.kind} artifact not found: {method.path}")
+    manifest = read_manifest(method.path)
+    if manifest.scale != scale:
+        raise EvalError(f"{method.path.name} upscales x{manifest.scale}, but --scale {scale} was given")
+
+
+def evaluate(
+    data: list[str | Path],
+    scale: int,
+    methods: list[Method],
+    model=None,
+    crop: int | None = None,
+    crops_dir: str | Path | None = None,
+    progress: bool = True,
+    weights: str | Path | None = None,
+) -> Report:
+    """Score ``methods`` on each folder of ``data``.
+
+    Args:
+        data: Benchmark folders (see :func:`load_dataset`).
+        scale: Upscaling factor; artifacts of another scale are an error.
+        methods: Rows, from :func:`parse_methods`.
+        model: Float LMFN (training form) for ``eager``/``deploy``; when ``None`` and a float
+            method is listed, ``weights`` (default: the embedded weights) is loaded.
+        crop: Border pixels excluded from the metrics (default ``scale``).
+        crops_dir: Where to save side-by-side crops, one PNG per image.
+        progress: Show a progress bar.
+        weights: Float weights to load when ``model`` is ``None``.
+    """
+    if scale not in (2, 3, 4):
+        raise EvalError(f"scale must be 2, 3 or 4, got {scale}")
+    crop = scale if crop is None else crop
+    if isinstance(crop, bool) or not isinstance(crop, int) or crop < 0:
+        raise EvalError(f"--crop must be an integer >= 0, got {crop!r}")
+    if not methods:
+        raise EvalError("no methods given")
+    if any(m.kind in FLOAT_KINDS for m in methods) and model is None:
+        from ..model.weights import load_model
+
+        model = load_model(scale, weights)[0]
+    if model is not None and model.config.scale != scale:
+        raise EvalError(f"the float model upscales x{model.config.scale}, but --scale {scale} was given")
+    for m in methods:
+        if m.path is not None:
+            _check_artifact(m, scale)
+    names = [Path(d).name or str(d) for d in data]
+    names = names if len(set(names)) == len(names) else [str(d) for d in data]
+    sets = {name: load_dataset(d, scale) for name, d in zip(names, data)}
+    for name, images in sets.items():
+        small = next((im for im in images if min(im.hr.shape[:2]) <= 2 * crop), None)
+        if small is not None:
+            raise EvalError(f"{name}/{small.name} is {small.hr.shape[1]}x{small.hr.shape[0]}: nothing is left to score "
+                            f"after cropping {crop} pixels from each border")
+    report = Report(scale, crop, {n: str(d) for n, d in zip(names, data)}, methods)
+    runners, titles = {}, {}
+    for m in methods:
+        try:
+            titles[m.label], runners[m.label] = _runner(m, scale, model)
+        except BackendError as exc:
+            if m.kind != "coreml":
+                raise
+            report.skipped[m.label] = str(exc)
+    shared = {t for t in titles.values() if list(titles.values()).count(t) > 1}
+    for m in methods:  # two int8 programs (QAT, PTQ) need their file names to tell them apart
+        if titles.get(m.label) in shared:
+            titles[m.label] = m.path.stem
+    total = sum(len(images) for images in sets.values()) * len(runners)
+    bar = tqdm(total=total, unit="img", disable=not progress, dynamic_ncols=True)
+    for ds, images in sets.items():
+        per = {label: {} for label in runners}
+        for img in images:
+            outputs = {}
+            for label, run in runners.items():
+                bar.set_description(f"{ds} {label}")
+                sr = run(img.lr)
+                per[label][img.name] = {"psnr": psnr(sr, img.hr, crop), "ssim": ssim(sr, img.hr, crop)}
+                outputs[label] = sr
+                bar.update()
+            if crops_dir is not None:
+                (Path(crops_dir) / ds).mkdir(parents=True, exist_ok=True)
+                panels = {titles[label]: out for label, out in outputs.items()}
+                if "bicubic" not in panels:
+                    panels["bicubic"] = bicubic_upscale(img.lr, scale)
+                save_image(Path(crops_dir) / ds / f"{img.name}.png", side_by_side(panels, img.hr))
+        for label, scores in per.items():
+            report.results.setdefault(label, {})[ds] = {
+                "psnr": float(np.mean([s["psnr"] for s in scores.values()])),
+                "ssim": float(np.mean([s["ssim"] for s in scores.values()])),
+                "images": scores,
+            }
+    bar.close()
+    return report
+
+
+def side_by_side(outputs: dict[str, np.ndarray], hr: np.ndarray, side: int = CROP_SIDE) -> np.ndarray:
+    """The same centre window of bicubic, every other output and the ground truth, titled."""
+    from PIL import Image, ImageDraw
+
+    outputs = {"bicubic": outputs["bicubic"], **outputs}  # bicubic first, the rest in table order
+    h, w = hr.shape[:2]
+    ch, cw = min(side, h), min(side, w)
+    y, x = (h - ch) // 2, (w - cw) // 2
+    panels = [(title, out[y : y + ch, x : x + cw]) for title, out in outputs.items()] + [("HR", hr[y : y + ch, x : x + cw])]
+    label_h, gap = 14, 4
+    panel_w = max([cw] + [6 * len(title) + 4 for title, _ in panels])  # PIL's default font: 6 px a character
+    canvas = Image.new("RGB", (len(panels) * (panel_w + gap) - gap, ch + label_h), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (title, pixels) in enumerate(panels):
+        left = i * (panel_w + gap)
+        canvas.paste(Image.fromarray(np.ascontiguousarray(pixels)), (left, label_h))
+        draw.text((left + 2, 1), title, fill="black")
+    return np.asarray(canvas)

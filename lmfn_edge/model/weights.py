@@ -1,0 +1,175 @@
+"""Weights as safetensors, and the one way every command gets a model to work on.
+
+Weights are data, never pickles. A weights file carries everything needed to rebuild the model
+(``LMFNConfig`` as JSON under the ``lmfn_config`` key), so a file of another scale or
+architecture is detected before any tensor is copied. :func:`load_model` is what every command
+line and :func:`lmfn_edge.create_model` use to get a model: the weights the package embeds, a
+weights file, or a seeded random init for plumbing checks, with a record of where the weights
+came from for the artifact's sidecar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import UsageError
+from .lmfn import LMFN, LMFNConfig, config_for, model_name
+
+FORMAT = "lmfn-edge-weights"
+RANDOM_INIT_SEED = 0
+
+
+class WeightsError(UsageError, ValueError):
+    """A weights file that is missing, corrupt, or does not fit the requested model."""
+
+
+def save_weights(model: LMFN, path: str | Path, extra: dict[str, str] | None = None) -> None:
+    """Write ``model``'s state dict and config to ``path`` atomically."""
+    from safetensors.torch import save
+
+    from ..io import atomic_write_bytes
+
+    meta = {"format": FORMAT, "lmfn_config": json.dumps(model.config.to_dict()), **(extra or {})}
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, save(state, metadata=meta))
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], LMFNConfig, dict[str, str]]:
+    """Read tensors, config and metadata from a weights file, with one-line errors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        data = path.read_bytes()
+        meta = _metadata(data)
+        state = load(data)
+    except (SafetensorError, ValueError, OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"{path} is not a valid safetensors weights file ({first})") from None
+    if meta.get("format") != FORMAT or "lmfn_config" not in meta:
+        raise WeightsError(f"{path} has no LMFN config in its metadata; not an lmfn-edge weights file")
+    try:
+        config = LMFNConfig.from_dict(json.loads(meta["lmfn_config"]))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise WeightsError(f"{path} has an invalid LMFN config: {exc}") from None
+    return state, config, meta
+
+
+def _metadata(data: bytes) -> dict[str, str]:
+    # safetensors' torch loader drops the metadata; the header is a length-prefixed JSON object.
+    n = int.from_bytes(data[:8], "little")
+    if len(data) < 8 or n > len(data) - 8:
+        raise ValueError(f"header length {n} exceeds the file ({len(data)} bytes)")
+    header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    meta = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise ValueError("the header's __metadata__ must map names to strings")
+    return meta
+
+
+def load_weights(path: str | Path, scale: int | None = None) -> LMFN:
+    """Build an LMFN from a weights file; ``scale`` (if given) must match the file's."""
+    state, config, _ = read_weights(path)
+    if scale is not None and config.scale != scale:
+        raise WeightsError(f"{path} holds x{config.scale} weights, but x{scale} was requested")
+    model = LMFN(config)
+    load_state(model, state, str(path))
+    return model.eval()
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copy ``state`` into ``model``, naming missing/unexpected/mis-shaped tensors on failure."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
+        if shapes:
+            parts.append(f"wrong shape {sorted(shapes)[:3]}")
+        raise WeightsError(f"{source} does not fit the model: {'; '.join(parts)}")
+    model.load_state_dict(state)
+
+
+def default_weights_path(name: str) -> Path:
+    """Path of the weights the package embeds for ``name`` (e.g. ``lmfn_x4``)."""
+    path = Path(str(resources.files("lmfn_edge") / "weights" / f"{name}.safetensors"))
+    if not path.is_file():
+        raise WeightsError(f"no embedded weights for {name} (expected {path})")
+    return path
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class WeightsRecord:
+    """Where a model's weights came from, as an artifact's sidecar records it."""
+
+    source: str
+    sha256: str | None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"source": self.source, "sha256": self.sha256}
+
+
+def load_model(
+    scale: int | None = None,
+    weights: str | Path | None = None,
+    random_init: bool = False,
+    **overrides: Any,
+) -> tuple[LMFN, WeightsRecord]:
+    """The model a command works on, in eval mode, and where its weights came from.
+
+    Args:
+        scale: Upscaling factor. With ``weights`` it must match the file's (``None``: take the
+            file's); otherwise it picks the embedded weights or the random-init variant
+            (``None``: 4).
+        weights: A safetensors weights file instead of the embedded weights.
+        random_init: A freshly initialised model, seeded with ``RANDOM_INIT_SEED`` so that two
+            commands rebuild the same one (plumbing checks; latency does not depend on weights).
+        **overrides: ``LMFNConfig`` fields (``kernel_size``, ``pattern``, ...); only with
+            ``random_init``, since trained weights fix the architecture. ``None`` values are
+            ignored, so command-line flags can be passed as they are.
+
+    Raises:
+        WeightsError: On contradicting arguments, or a missing, corrupt or mismatched file.
+    """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if random_init:
+        if weights:
+            raise WeightsError("--random-init and --weights cannot be combined")
+        try:
+            config = config_for(model_name(scale or 4), **overrides)
+        except (ValueError, TypeError) as exc:
+            raise WeightsError(f"invalid model config: {exc}") from None
+        torch.manual_seed(RANDOM_INIT_SEED)
+        return LMFN(config).eval(), WeightsRecord(f"random-init (seed {RANDOM_INIT_SEED})", None)
+    if overrides:
+        names = ", ".join("--" + k.replace("_", "-") for k in sorted(overrides))
+        raise WeightsError(f"{names} only apply with --random-init; trained weights fix the architecture")
+    if weights:
+        path = Path(weights)
+        return load_weights(path, scale=scale), WeightsRecord(str(path), sha256_file(path))
+    path = default_weights_path(model_name(scale or 4))
+    return load_weights(path, scale=scale), WeightsRecord(f"embedded:{path.name}", sha256_file(path))
