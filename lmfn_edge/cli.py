@@ -8,20 +8,17 @@ an argparse parser built from the helpers here, and one library call run by :fun
   as asked or 1 for a failure during the work; Ctrl-C prints ``interrupted`` and exits 130;
   any other exception is a bug and keeps its traceback;
 * keeps the command's own lines and progress bars and drops third-party noise (warnings,
-  library logging, native libraries' stderr chatter) unless ``--verbose`` is given.
+  library logging, native libraries' stderr chatter, other libraries' progress bars) unless
+  ``--verbose`` is given (:mod:`lmfn_edge.console`).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import logging
-import os
 import sys
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
+from . import console
 from .errors import LmfnEdgeError
 
 __all__ = [
@@ -33,13 +30,8 @@ __all__ = [
     "add_weights",
     "int_at_least",
     "parser",
-    "quiet",
     "run",
 ]
-
-# Loggers of the libraries this SDK drives; quiet mode keeps their errors only.
-_LIBRARY_LOGGERS = ("torch", "torchao", "executorch", "coremltools", "onnxscript", "onnx_ir", "PIL", "root")
-
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` for ``python -m <prog>`` with ``-v/--verbose``."""
@@ -96,7 +88,7 @@ def run(p: argparse.ArgumentParser, body: Callable[[argparse.Namespace], int | N
         argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run ``body(args)`` inside the error boundary; returns the exit code."""
     args = p.parse_args(argv)
-    with quiet(getattr(args, "verbose", False)):
+    with console.quiet(not getattr(args, "verbose", False)):
         try:
             return body(args) or 0
         except LmfnEdgeError as exc:
@@ -115,63 +107,3 @@ def run(p: argparse.ArgumentParser, body: Callable[[argparse.Namespace], int | N
 
 def _error(message: str) -> None:
     print("error: " + message.replace("\n", " "), file=sys.stderr)
-
-
-@contextlib.contextmanager
-def quiet(verbose: bool = False) -> Iterator[None]:
-    """Hide third-party warnings, library log lines and native stderr output (unless ``verbose``).
-
-    Python-level writes to ``sys.stderr`` (the command's own lines, tqdm bars, errors) still
-    show: when ``sys.stderr`` is the process's file descriptor 2, it is reopened on a copy of
-    that descriptor while descriptor 2 itself points at the null device, so C/C++ libraries
-    (ExecuTorch's runtime, XNNPACK's cpuinfo) write nowhere.
-    """
-    if verbose:
-        yield
-        return
-    levels = {name: logging.getLogger(None if name == "root" else name).level for name in _LIBRARY_LOGGERS}
-    with warnings.catch_warnings(), _native_stderr_silenced():
-        warnings.simplefilter("ignore")
-        for name in levels:
-            logging.getLogger(None if name == "root" else name).setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            for name, level in levels.items():
-                logging.getLogger(None if name == "root" else name).setLevel(level)
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no descriptor 2 (embedded interpreters)
-        yield
-        return
-    try:
-        is_fd2 = sys.stderr.fileno() == 2
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        is_fd2 = False  # e.g. pytest's capsys: Python-level writes are captured already
-    stream = None
-    if is_fd2:
-        stream = open(os.dup(saved), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
-                      errors="backslashreplace")
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    original = sys.stderr
-    os.dup2(devnull, 2)
-    os.close(devnull)
-    if stream is not None:
-        sys.stderr = stream
-    try:
-        yield
-    finally:
-        try:
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
-        os.dup2(saved, 2)
-        os.close(saved)
-        if stream is not None:
-            sys.stderr = original
-            stream.close()

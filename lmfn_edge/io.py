@@ -204,7 +204,7 @@ def atomic_write(
     removed and ``path`` is untouched.
 
     Args:
-        path: Target file; its folder must exist.
+        path: Target file; missing parent folders are created.
         mode: "wb" (or "w+b") for bytes, "w" (or "wt", "w+") for text.
         encoding: Text encoding; defaults to UTF-8 in text mode.
 
@@ -221,6 +221,7 @@ def atomic_write(
     if not binary and encoding is None:
         encoding = "utf-8"
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp, fd = _create_temp(path)
     try:
         with os.fdopen(fd, mode, encoding=encoding) as f:
@@ -368,13 +369,17 @@ def check_output(
 
     Raises:
         OutputError: If ``path`` is an existing folder where a file is expected (or a file
-            where a folder is), equals an input, or lies in a folder that is a file or is not
-            writable.
+            where a folder is), equals an input or an existing file of an input folder, or lies
+            in a folder that is a file or is not writable.
     """
     path = Path(path)
     for source in inputs:
-        if source is not None and same_path(path, source):
+        if source is None:
+            continue
+        if same_path(path, source):
             raise OutputError(f"{flag} {path} is also an input; choose another path")
+        if path.exists() and Path(source).is_dir() and path.resolve().is_relative_to(Path(source).resolve()):
+            raise OutputError(f"{flag} {path} would replace a file of the input folder {source}; choose another path")
     if folder:
         if path.exists() and not path.is_dir():
             raise OutputError(f"{flag} {path} is a file, but a folder is needed")

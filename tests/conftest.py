@@ -47,3 +47,16 @@ def dynamic_pte(tmp_path_factory):
     model = tiny_model(2, channels=8, num_blocks=1, pattern="M", kernel_size=3)
     folder = tmp_path_factory.mktemp("dynamic_pte")
     return model, export(model, "xnnpack", folder / "d.pte", ShapeSpec.parse("16:48"), overlap=OVERLAP)
+
+
+@pytest.fixture(scope="session")
+def tiny_pt2(tmp_path_factory):
+    """An int8 program file (.pt2) of a tiny x2 LKA model, PTQ-calibrated on one random crop."""
+    from lmfn_edge.deployment import QuantizedInfo, save_quantized
+    from quantization.ptq import ptq
+
+    model = tiny_model(2, channels=8, num_blocks=1, pattern="L", kernel_size=3)
+    program, _ = ptq(model, [torch.rand(1, 3, 16, 16)], tile=16)
+    path = tmp_path_factory.mktemp("pt2") / "tiny.pt2"
+    save_quantized(program, path, QuantizedInfo("ptq", model.config.to_dict(), 16))
+    return path

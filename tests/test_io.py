@@ -274,9 +274,12 @@ def test_failed_save_keeps_existing_file(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["keep.png"]
 
 
-def test_save_into_missing_folder_is_image_error(tmp_path):
-    with pytest.raises(ImageError, match="missing"):
-        save_image(tmp_path / "missing" / "out.png", np.zeros((2, 2, 3), np.uint8))
+def test_save_creates_missing_folders_and_refuses_a_file_in_the_way(tmp_path):
+    save_image(tmp_path / "missing" / "deeper" / "out.png", np.zeros((2, 2, 3), np.uint8))
+    assert load_image(tmp_path / "missing" / "deeper" / "out.png").shape == (2, 2, 3)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ImageError, match="cannot write image"):
+        save_image(tmp_path / "file" / "out.png", np.zeros((2, 2, 3), np.uint8))
 
 
 @pytest.mark.parametrize("ext", [".png", ".jpg", ".webp", ".tif"])

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .. import console
 from ..errors import UsageError
 
 __all__ = ["InputShapeError", "MILEvalError", "MILEvaluator", "UnsupportedOpError", "load_program"]
@@ -65,7 +66,8 @@ def load_program(model: Any) -> tuple[Any, Any]:
         if not path.exists():
             raise MILEvalError(f"Core ML model not found: {path}")
         try:
-            model = ct.models.MLModel(str(path), skip_model_load=True)  # loading needs macOS
+            with console.third_party():
+                model = ct.models.MLModel(str(path), skip_model_load=True)  # loading needs macOS
         except Exception as exc:  # coremltools raises bare Exceptions for unreadable packages
             raise MILEvalError(f"{path} is not a readable Core ML package ({_first_line(exc)})") from None
     spec = model.get_spec()

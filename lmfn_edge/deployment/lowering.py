@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from .. import console
 from ..errors import UsageError
 
 # Graph nodes that are bookkeeping rather than compute when left outside a delegate.
@@ -159,7 +160,7 @@ def lower_to_executorch(ep: torch.export.ExportedProgram, backend: str):
         partitioners = [CoreMLPartitioner(compile_specs=specs)]
     elif backend != "portable":
         raise ExportError(f"unknown ExecuTorch backend {backend!r}")
-    with one_level_provenance(), one_intra_op_thread():
+    with one_level_provenance(), one_intra_op_thread(), console.third_party():
         edge = exir.to_edge_transform_and_lower(ep, partitioner=partitioners)
         summary = delegation_summary(edge.exported_program().graph_module, backend)
         return edge.to_executorch(), summary
@@ -183,12 +184,13 @@ def convert_coreml(
     if precision not in ("fp16", "fp32"):
         raise ExportError(f"Core ML supports fp16 and fp32 here, not {precision!r}")
     compute = ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32
-    return ct.convert(
-        ep.run_decompositions({}),
-        convert_to="mlprogram",
-        minimum_deployment_target=ct.target.iOS17,
-        compute_precision=compute,
-        inputs=[ct.TensorType(name=input_name, dtype=np.float32)],
-        outputs=[ct.TensorType(name=output_name, dtype=np.float32)],
-        skip_model_load=True,  # loading needs macOS; conversion does not
-    )
+    with console.third_party():  # coremltools' progress bars
+        return ct.convert(
+            ep.run_decompositions({}),
+            convert_to="mlprogram",
+            minimum_deployment_target=ct.target.iOS17,
+            compute_precision=compute,
+            inputs=[ct.TensorType(name=input_name, dtype=np.float32)],
+            outputs=[ct.TensorType(name=output_name, dtype=np.float32)],
+            skip_model_load=True,  # loading needs macOS; conversion does not
+        )

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from .. import console
 from ..errors import LmfnEdgeError, UsageError
 
 __all__ = ["BenchConfig", "BenchError", "JOBS", "RUNNERS", "peak_rss_mb", "run_bench", "to_markdown", "worker"]
@@ -68,11 +69,13 @@ class BenchConfig:
     def check_int8(self) -> None:
         """Each int8 program must be an int8 x``scale`` .pte whose tile is its job's input."""
         from ..manifest import read_manifest
+        from ..runtime.backends import check_pte
 
         for job, path in self.int8_pte.items():
             if not Path(path).is_file():
                 raise UsageError(f"--int8-pte {job}: {path} not found")
             manifest = read_manifest(path)
+            check_pte(Path(path), manifest)
             problems = []
             if manifest.precision != "int8" or manifest.target != "xnnpack":
                 problems.append(f"it is a {manifest.target} {manifest.precision} program")
@@ -125,7 +128,8 @@ def worker(runner: str, job: str, artifact: str, config: BenchConfig) -> dict:
         from executorch.runtime import Runtime
 
         _unsafe_reset_threadpool(config.threads)
-        method = Runtime.get().load_program(artifact).load_method("forward")
+        with console.third_party():
+            method = Runtime.get().load_program(artifact).load_method("forward")
 
         def run():
             method.execute([x])
@@ -174,8 +178,9 @@ def _prepare(config: BenchConfig, model: torch.nn.Module, workdir: Path, say: Ca
         artifacts[(job, "pte_int8")] = config.int8_pte.get(job)
         onnx_path = workdir / f"{job}.onnx"
         try:
-            torch.onnx.export(to_deploy(model), (torch.rand(1, 3, h, w),), str(onnx_path), dynamo=True,
-                              input_names=["lr"], output_names=["sr"])
+            with console.third_party():
+                torch.onnx.export(to_deploy(model), (torch.rand(1, 3, h, w),), str(onnx_path), dynamo=True,
+                                  input_names=["lr"], output_names=["sr"])
             artifacts[(job, "onnxruntime")] = str(onnx_path)
         except Exception as exc:  # noqa: BLE001  (report instead of failing the other runtimes)
             say(f"ONNX export failed for {job}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}")

@@ -17,10 +17,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .. import console
 from ..errors import UsageError
 from ..manifest import DYNAMIC_MULTIPLE, Manifest, ManifestError, read_manifest
 
-__all__ = ["Backend", "BackendError", "coreml_backend", "eager_backend", "load_backend", "pte_backend"]
+__all__ = ["Backend", "BackendError", "check_pte", "coreml_backend", "eager_backend", "load_backend", "pte_backend"]
 
 
 class BackendError(UsageError, ValueError):
@@ -64,12 +65,37 @@ def _shape_fields(manifest: Manifest) -> dict:
     return {"tile": shape.tile, "overlap": manifest.overlap}
 
 
-def _check_sha256(path: Path, manifest: Manifest) -> None:
+
+
+# ExecuTorch 1.5's program files: a flatbuffer with the file identifier "ET12" at byte 4 and an
+# extended header ("eh00": length, program size, segment base offset, segment data size) at byte 8.
+_PTE_IDENTIFIER, _PTE_HEADER = b"ET12", b"eh00"
+
+
+def check_pte(path: Path, manifest: Manifest) -> None:
+    """Refuse a file that is not the whole ExecuTorch program its sidecar describes, before the
+    C++ runtime reads it.
+
+    The sidecar's SHA-256 catches any change after export. Without one (an older sidecar), the
+    header is checked: the runtime reports most damage as an error code, but it logs a wrong
+    identifier through Python's stderr, and bytes that are not UTF-8 there abort the process.
+    """
+    import struct
+
     from ..model.weights import sha256_file
 
     if manifest.artifact_sha256 is not None and sha256_file(path) != manifest.artifact_sha256:
         raise BackendError(f"{path} does not match its sidecar (SHA-256 differs): the program was changed or "
                            "truncated after export; re-export it")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(40)
+    if len(head) < 40 or head[4:8] != _PTE_IDENTIFIER or head[8:12] != _PTE_HEADER:
+        raise BackendError(f"{path} is not an ExecuTorch program (no {_PTE_IDENTIFIER.decode()} header)")
+    _, program_size, segment_base, segment_size = struct.unpack("<IQQQ", head[12:40])
+    if program_size > size or (segment_base and segment_base + segment_size > size):
+        raise BackendError(f"{path} is truncated: its header promises {max(program_size, segment_base + segment_size)} "
+                           f"bytes, the file has {size}")
 
 
 def pte_backend(path: str | Path) -> Backend:
@@ -78,13 +104,14 @@ def pte_backend(path: str | Path) -> Backend:
     manifest = read_manifest(path)
     if manifest.target not in ("xnnpack", "portable"):
         raise BackendError(f"{path} is a {manifest.target} program; this runtime runs xnnpack and portable .pte files")
-    _check_sha256(path, manifest)
+    check_pte(path, manifest)
     try:
         from executorch.runtime import Runtime
     except ImportError as exc:
         raise BackendError(f"executorch is required to run .pte files ({exc})") from None
     try:
-        method = Runtime.get().load_program(str(path)).load_method("forward")
+        with console.third_party():  # the runtime logs its CPU probing
+            method = Runtime.get().load_program(str(path)).load_method("forward")
     except Exception as exc:  # the runtime raises RuntimeError/ValueError with error codes
         raise BackendError(f"cannot load {path}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}") \
             from None
@@ -114,7 +141,8 @@ def coreml_backend(path: str | Path) -> Backend:
     import coremltools as ct
 
     try:
-        mlmodel = ct.models.MLModel(str(path))
+        with console.third_party():
+            mlmodel = ct.models.MLModel(str(path))
     except Exception as exc:  # coremltools raises bare Exceptions for unreadable packages
         raise BackendError(f"cannot load {path}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}") \
             from None
