@@ -1,4 +1,5 @@
-"""The committed Java golden vectors are exactly what lmfn_edge.runtime.tiling produces today."""
+"""The committed Java golden files are exactly what lmfn_edge.runtime.tiling and
+lmfn_edge.manifest produce today."""
 
 import json
 from pathlib import Path
@@ -26,7 +27,7 @@ def test_committed_golden_files_match_regeneration(tmp_path):
 
 def test_golden_files_are_small_and_versioned():
     for path in COMMITTED.iterdir():
-        assert path.stat().st_size < 16_000, path
+        assert path.stat().st_size < 32_000, path
         head = json.loads(path.read_text())
         assert head["format"] == tiling_golden.FORMAT and head["version"] == tiling_golden.VERSION
 
@@ -46,3 +47,15 @@ def test_golden_upscales_exercise_blending_and_clamping():
             tiling_golden.golden_model(hwc_uint8_to_chw_float(rgb)[None], s)[0])
         assert (out != whole).any(), case["name"]
         assert (out == 0).any(), case["name"]
+
+
+def test_golden_sidecars_get_the_recorded_python_verdicts():
+    # The Java ManifestTest checks the app's verdicts against the same file.
+    cases = json.loads((COMMITTED / "manifests.json").read_text())["cases"]
+    assert json.loads(cases[0]["text"])["format"] == "lmfn-edge-manifest" and cases[0]["python"] == "accept"
+    for case in cases:
+        verdict, message = tiling_golden.python_verdict(case["text"])
+        assert verdict == case["python"], (case["name"], message)
+        if verdict == "refuse":
+            assert case["keyword"] in message, (case["name"], message)
+    assert {c["app"] for c in cases} == {"accept", "refuse"}

@@ -9,7 +9,10 @@
   values where float32 and float64 arithmetic round differently;
 - ``upscale.json``: whole tiled upscales with :func:`golden_model`, a deterministic stand-in for
   the network that both languages implement with the same float32 operations in the same order
-  (input as ARGB ints, output as row-major RGB bytes; the output alpha is always 255).
+  (input as ARGB ints, output as row-major RGB bytes; the output alpha is always 255);
+- ``manifests.json``: sidecar texts with what :class:`lmfn_edge.manifest.Manifest` and the app's
+  ``Manifest`` must decide for each (accept, or refuse with a message naming ``keyword``), and
+  whether the app can run the program; the first is a sidecar exactly as the exporter writes it.
 
 ``tests/test_tiling_golden.py`` regenerates the files and checks the committed ones are
 identical, and the Java tests check the Java side against them, so a change on either side is
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..manifest import Manifest, ManifestError, ShapeSpec
 from .tiling import (
     argb_to_chw_float,
     blend_weights,
@@ -34,7 +38,7 @@ from .tiling import (
     upscale_tiled,
 )
 
-FORMAT = "lmfn-edge-tiling-golden"
+FORMAT = "lmfn-edge-golden"
 VERSION = 1
 
 PLAN_CASES = [
@@ -173,6 +177,89 @@ def _upscale() -> dict:
             "cases": cases}
 
 
+def _sidecar(**changes) -> dict:
+    """A sidecar as the exporter writes it (a fixed 128 tile, x4, XNNPACK fp32), then ``changes``."""
+    manifest = Manifest(
+        model="lmfn_x4", scale=4, config={"scale": 4, "channels": 56}, target="xnnpack", precision="fp32",
+        artifact="lmfn_x4_xnnpack_fp32.pte", shape=ShapeSpec(128, 128), overlap=16,
+        weights={"source": "embedded:lmfn_x4.safetensors", "sha256": "0" * 64}, packages={"executorch": "1.5.1"},
+        delegation={"subgraphs": 1}, export_seconds=42.0, artifact_sha256="ab" * 32,
+    )
+    data = manifest.to_dict()
+    for key, value in changes.items():
+        if value is _DROP:
+            data.pop(key)
+        else:
+            data[key] = value
+    return data
+
+
+_DROP = object()
+_DYNAMIC = {"dynamic": True, "min": 16, "max": 512, "multiple": 8}
+# (name, sidecar or raw text, Python's verdict, the app's verdict, a word both refusals contain)
+MANIFEST_CASES = [
+    ("as_exported", _sidecar(), "accept", "accept", None),
+    ("int8", _sidecar(precision="int8"), "accept", "accept", None),
+    ("portable", _sidecar(target="portable"), "accept", "accept", None),
+    ("no_program_sha256", _sidecar(artifact_sha256=_DROP), "accept", "accept", None),
+    ("unknown_keys_allowed", _sidecar(future_field={"x": 1}), "accept", "accept", None),
+    ("float_input_range", _sidecar(input_range=[0, 1]), "accept", "accept", None),
+    ("core_ml", _sidecar(target="coreml", precision="fp16"), "accept", "refuse", "target"),
+    ("dynamic_shape", _sidecar(shape=_DYNAMIC, tile=None), "accept", "refuse", "square fixed tile"),
+    ("non_square", _sidecar(shape={"dynamic": False, "height": 96, "width": 128}, tile=None), "accept", "refuse",
+     "square fixed tile"),
+    ("not_json", '{"format": "lmfn-edge-manifest", "version": 1,', "refuse", "refuse", "JSON"),
+    ("a_list", "[1, 2]", "refuse", "refuse", "JSON object"),
+    ("other_format", _sidecar(format="something-else"), "refuse", "refuse", "format"),
+    ("version_2", _sidecar(version=2), "refuse", "refuse", "version 2"),
+    ("missing_scale", _sidecar(scale=_DROP), "refuse", "refuse", "missing"),
+    ("missing_overlap", _sidecar(overlap=_DROP), "refuse", "refuse", "missing"),
+    ("scale_5", _sidecar(scale=5, model="lmfn_x5"), "refuse", "refuse", "scale must be"),
+    ("scale_a_string", _sidecar(scale="4"), "refuse", "refuse", "scale"),
+    ("model_scale_mismatch", _sidecar(model="lmfn_x2"), "refuse", "refuse", "does not match scale"),
+    ("tile_disagrees", _sidecar(tile=64), "refuse", "refuse", "disagrees"),
+    ("tile_missing_for_fixed", _sidecar(tile=None), "refuse", "refuse", "disagrees"),
+    ("overlap_equals_tile", _sidecar(overlap=128), "refuse", "refuse", "overlap"),
+    ("negative_overlap", _sidecar(overlap=-1), "refuse", "refuse", "overlap"),
+    ("fractional_overlap", _sidecar(overlap=1.5), "refuse", "refuse", "overlap"),
+    ("bad_dynamic_range", _sidecar(shape={**_DYNAMIC, "max": 20}, tile=None), "refuse", "refuse",
+     "a dynamic range needs multiples of 8"),
+    ("layout_nhwc", _sidecar(layout="NHWC"), "refuse", "refuse", "layout"),
+    ("input_range_255", _sidecar(input_range=[0, 255]), "refuse", "refuse", "input_range"),
+    ("input_renamed", _sidecar(input={"name": "x", "dtype": "float32"}), "refuse", "refuse", "named"),
+    ("unknown_target", _sidecar(target="tflite"), "refuse", "refuse", "unknown target"),
+    ("precision_of_another_target", _sidecar(precision="fp16"), "refuse", "refuse", "precision"),
+    ("bad_program_sha256", _sidecar(artifact_sha256="xyz"), "refuse", "refuse", "artifact_sha256"),
+]
+
+
+def python_verdict(text: str) -> tuple[str, str | None]:
+    """``("accept", None)`` or ``("refuse", message)`` from :class:`~lmfn_edge.manifest.Manifest`."""
+    try:
+        Manifest.from_dict(json.loads(text), "sidecar")
+    except json.JSONDecodeError as exc:
+        return "refuse", f"sidecar is not valid JSON ({exc})"
+    except ManifestError as exc:
+        return "refuse", str(exc)
+    return "accept", None
+
+
+def _manifests() -> dict:
+    cases = []
+    for name, sidecar, python, app, keyword in MANIFEST_CASES:
+        text = sidecar if isinstance(sidecar, str) else json.dumps(sidecar)
+        verdict, message = python_verdict(text)
+        if verdict != python or (keyword and python == "refuse" and keyword not in message):
+            raise AssertionError(f"manifest case {name}: Python says {verdict} ({message}), expected {python}")
+        case = {"name": name, "text": text, "python": python, "app": app, "keyword": keyword}
+        if app == "accept":
+            m = Manifest.from_dict(json.loads(text))
+            case["expect"] = {"model": m.model, "scale": m.scale, "target": m.target, "precision": m.precision,
+                              "tile": m.tile, "overlap": m.overlap}
+        cases.append(case)
+    return {"cases": cases}
+
+
 def _dump(payload: dict) -> str:
     # One key, and one case, per line: small files that still diff readably.
     lines = []
@@ -190,6 +277,7 @@ GOLDEN = {
     "blend_weights.json": _weights,
     "image_core.json": _image_core,
     "upscale.json": _upscale,
+    "manifests.json": _manifests,
 }
 
 

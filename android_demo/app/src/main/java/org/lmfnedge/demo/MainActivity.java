@@ -151,9 +151,7 @@ public class MainActivity extends AppCompatActivity {
 
     private void onModelReady(Manifest m) {
         manifest = m;
-        String precision = m.optionalString("precision");
-        modelStatus.setText(getString(R.string.model_ready, m.model, precision != null ? precision : "?",
-                m.scale, m.tile, m.overlap));
+        modelStatus.setText(getString(R.string.model_ready, m.model, m.precision, m.scale, m.tile, m.overlap));
         if (input != null) {
             showImageInfo(false);
         }

@@ -41,7 +41,7 @@ final class ModelFiles {
         long installedAt = appUpdateTime(context);
         File pte = copyIfStale(context, PTE_ASSET, dir, installedAt);
         File json = copyIfStale(context, MANIFEST_ASSET, dir, installedAt);
-        Manifest manifest = Manifest.parse(readUtf8(json));
+        Manifest manifest = Manifest.parse(readUtf8(json)).checkRunnable();
         return new ModelFiles(pte, manifest);
     }
 
