@@ -38,6 +38,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "list_images",
+    "pair_lr_images",
     "load_image",
     "load_image_with_info",
     "save_image",
@@ -122,23 +123,31 @@ def load_image_with_info(
     Raises:
         ImageError: If the file is missing, not an image, corrupt or truncated, or too large.
     """
+    with _opened(path) as img:
+        width, height = img.size
+        if width * height > max_pixels:
+            raise ImageError(f"{path}: {width}x{height} image exceeds the limit of {max_pixels} pixels")
+        img.load()  # decode everything now so truncation is caught here
+        info = {
+            "format": img.format,
+            "mode": img.mode,
+            "icc_profile": _rgb_icc_profile(img.info.get("icc_profile")),
+        }
+        array = _to_rgb_uint8(ImageOps.exif_transpose(img), path)
+    return array, info
+
+
+@contextlib.contextmanager
+def _opened(path: str | os.PathLike) -> Iterator[Image.Image]:
+    """``Image.open`` whose failures (and those of the block) become one-line ``ImageError``s.
+
+    Our own pixel limits replace Pillow's decompression-bomb warning threshold.
+    """
     try:
         with warnings.catch_warnings():
-            # Our max_pixels check below replaces Pillow's warning threshold.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                width, height = img.size
-                if width * height > max_pixels:
-                    raise ImageError(
-                        f"{path}: {width}x{height} image exceeds the limit of {max_pixels} pixels"
-                    )
-                img.load()  # decode everything now so truncation is caught here
-                info = {
-                    "format": img.format,
-                    "mode": img.mode,
-                    "icc_profile": _rgb_icc_profile(img.info.get("icc_profile")),
-                }
-                array = _to_rgb_uint8(ImageOps.exif_transpose(img), path)
+                yield img
     except ImageError:
         raise
     except FileNotFoundError:
@@ -153,7 +162,6 @@ def load_image_with_info(
         raise ImageError(f"{path}: image too large ({e})") from None
     except _DECODE_ERRORS as e:
         raise ImageError(f"{path}: corrupt or truncated image ({e})") from e
-    return array, info
 
 
 def save_image(
@@ -430,22 +438,27 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     Raises:
         ImageError: If the file is missing or not an image.
     """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                width, height = img.size
-                orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory, not an image file") from None
-    except PermissionError:
-        raise ImageError(f"{path}: permission denied") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image file (Pillow cannot identify it)") from None
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"{path}: image too large ({e})") from None
-    except _DECODE_ERRORS as e:
-        raise ImageError(f"{path}: corrupt image ({e})") from None
+    with _opened(path) as img:
+        width, height = img.size
+        orientation = img.getexif().get(0x0112, 1)
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def pair_lr_images(hr_paths: list[Path], lr_paths: list[Path], scale: int) -> tuple[list[tuple[Path, Path]], list[Path],
+                                                                                    list[Path]]:
+    """Match LR files to HR files by name, as DIV2K (``0001x4.png``) and benchmark copies
+    (``baby.png`` or ``babyx4.png``) name them.
+
+    Returns:
+        ``(pairs, hr_without_lr, lr_without_hr)``; pairs follow ``hr_paths``' order.
+    """
+    by_stem = {p.stem: p for p in lr_paths}
+    pairs, missing, used = [], [], set()
+    for hr in hr_paths:
+        stem = next((s for s in (f"{hr.stem}x{scale}", hr.stem) if s in by_stem), None)
+        if stem is None:
+            missing.append(hr)
+            continue
+        used.add(stem)
+        pairs.append((hr, by_stem[stem]))
+    return pairs, missing, [by_stem[s] for s in sorted(set(by_stem) - used)]

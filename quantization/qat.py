@@ -38,12 +38,12 @@ from lmfn_edge.deployment.quantized import QuantizedInfo, save_quantized
 from lmfn_edge.manifest import DYNAMIC_MULTIPLE, MIN_DYNAMIC
 from lmfn_edge.model import model_name
 from lmfn_edge.model.weights import load_model
-from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
-from training.config import ConfigError, apply_overrides, parse_set
+from training.checkpoint import CheckpointError
+from training.config import ConfigError
 from training.engine import validate
-from training.loop import Trainer
+from training.loop import Trainer, add_run_arguments, resolve_config
 
-from .config import QATConfig, load_qat_config
+from .config import QATConfig
 from .observers import disable_observers, observers_frozen, observers_paused
 
 __all__ = ["QATTrainer", "qat", "main"]
@@ -182,30 +182,11 @@ def qat(
     return QATTrainer(config, output_dir, progress, output).run(resume)
 
 
-def resolve_config(
-    config_path: Path | None, sets: list[str], flags: dict[str, Any], resume_dir: Path | None = None
-) -> QATConfig:
-    """The run's config: file (or, on resume without one, the checkpoint's), flags, ``--set``."""
-    if config_path is None and resume_dir is not None:
-        config = QATConfig.from_dict(load_checkpoint(resume_dir / CHECKPOINT_NAME)["config"], "checkpoint")
-    else:
-        config = load_qat_config(config_path)
-    config = apply_overrides(config, {k: v for k, v in flags.items() if v}, "command line")
-    return apply_overrides(config, dict(parse_set(s) for s in sets), "--set") if sets else config
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = cli.parser("quantization.qat", "Int8 quantization-aware fine-tuning of released LMFN weights.")
-    p.add_argument("--config", type=Path, help="TOML file over the QATConfig defaults (quantization/configs/)")
+    add_run_arguments(p, "TOML file over the QATConfig defaults (quantization/configs/)", "--set iterations=500")
     cli.add_weights(p, "float weights (.safetensors) to fine-tune")
-    p.add_argument("--data-root", action="append", help="training folder (repeatable)")
-    p.add_argument("--val-root", help="validation folder")
-    p.add_argument("--output-dir", type=Path, required=True, help="checkpoint, log and plot folder")
     p.add_argument("--output", type=Path, help="int8 program (default OUTPUT_DIR/lmfn_x{scale}_qat_int8.pt2)")
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/ckpt.pt")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config field, e.g. --set iterations=500")
-    cli.add_progress(p)
     return p
 
 
@@ -213,7 +194,7 @@ def _run(args: argparse.Namespace) -> int:
     from lmfn_edge.io import check_output
 
     flags = {"weights": args.weights, "data_roots": args.data_root, "val_root": args.val_root}
-    config = resolve_config(args.config, args.sets, flags, args.output_dir if args.resume else None)
+    config = resolve_config(QATConfig, args, flags)
     check_output(args.output_dir, folder=True, flag="--output-dir")
     if args.output is not None:
         if args.output.suffix != ".pt2":

@@ -46,7 +46,7 @@ def test_one_level_provenance_lowers_the_same_program(tmp_path, monkeypatch):
     original_init = NodeSource.__init__
     with one_level_provenance():  # torch 2.13's NodeSource: the lean version is in place
         assert NodeSource.__init__ is not original_init
-    model = tiny_model(2, channels=8, num_blocks=1, pattern="M", kernel_size=3)
+    model = tiny_model(2, **TINY_L)
     lean = export(model, "xnnpack", tmp_path / "lean.pte", ShapeSpec(16, 16), overlap=8)
     assert NodeSource.__init__ is original_init  # restored after lowering
     monkeypatch.setenv("LMFN_EDGE_FULL_PROVENANCE", "1")

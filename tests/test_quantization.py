@@ -28,7 +28,7 @@ from quantization.ptq import main as ptq_main
 from training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[1] / "quantization" / "configs"
-TINY = dict(channels=16, num_blocks=2, pattern="LM", kernel_size=3)
+TINY = dict(channels=8, num_blocks=1, pattern="M", kernel_size=3)  # LayerNorm, DSConvs, every q/dq kind
 TILE = 24
 
 

@@ -276,5 +276,7 @@ _PLURALS = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
 
 
 def _suggest(key: str, known: dict[str, Any]) -> str:
+    if key == "lr" and "learning_rate" in known:
+        return " (did you mean 'learning_rate'? lr means the low-resolution image in this code base)"
     close = difflib.get_close_matches(key, list(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(known)}"

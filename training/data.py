@@ -39,6 +39,7 @@ from lmfn_edge.io import (
     atomic_write,
     list_images,
     load_image,
+    pair_lr_images,
     save_image,
 )
 
@@ -152,19 +153,13 @@ def _images(folder: Path, must_exist: bool = True) -> list[Path]:
 
 
 def _match(hr_paths: list[Path], lr_paths: list[Path], scale: int, lr_dir: Path) -> list[ImagePair]:
-    by_stem = {p.stem: p for p in lr_paths}
-    pairs, used = [], set()
-    for hr in hr_paths:
-        # DIV2K names LR files 0001x4.png; some benchmark copies keep the HR name.
-        stem = next((s for s in (f"{hr.stem}x{scale}", hr.stem) if s in by_stem), None)
-        if stem is None:
-            raise DataError(f"no LR image for {hr} in {lr_dir} (expected {hr.stem}x{scale}.png)")
-        used.add(stem)
-        pairs.append(ImagePair(hr, by_stem[stem]))
-    extra = sorted(set(by_stem) - used)
+    pairs, missing, extra = pair_lr_images(hr_paths, lr_paths, scale)
+    if missing:
+        hr = missing[0]
+        raise DataError(f"no LR image for {hr} in {lr_dir} (expected {hr.stem}x{scale}.png)")
     if extra:
-        raise DataError(f"{len(extra)} LR images in {lr_dir} have no HR image, e.g. {by_stem[extra[0]].name}")
-    return pairs
+        raise DataError(f"{len(extra)} LR images in {lr_dir} have no HR image, e.g. {extra[0].name}")
+    return [ImagePair(hr, lr) for hr, lr in pairs]
 
 
 def _size(path: Path) -> tuple[int, int]:

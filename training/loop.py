@@ -13,6 +13,7 @@ resuming to 2N gives the weights of a run straight to 2N.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import os
@@ -38,7 +39,7 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .config import LoopConfig
+from .config import LoopConfig, apply_overrides, load_config, parse_set
 from .data import (
     ImagePair,
     StepSampler,
@@ -50,7 +51,7 @@ from .data import (
 from .engine import bicubic_psnr, build_optimizer, ema_update, train_step, validate
 from .plot import plot_log
 
-__all__ = ["LOG_NAME", "PLOT_NAME", "RunLog", "Trainer"]
+__all__ = ["LOG_NAME", "PLOT_NAME", "RunLog", "Trainer", "add_run_arguments", "resolve_config"]
 
 LOG_NAME = "log.jsonl"
 PLOT_NAME = "curves.png"
@@ -366,3 +367,28 @@ def _mean_over_ranks(ctx: dist.DistContext, value: torch.Tensor) -> float:
 
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def add_run_arguments(p: argparse.ArgumentParser, config_help: str, set_example: str) -> None:
+    """The flags every engine command shares (``training.train``, ``quantization.qat``)."""
+    from lmfn_edge import cli
+
+    p.add_argument("--config", type=Path, help=config_help)
+    p.add_argument("--data-root", action="append", help="training folder (repeatable, e.g. DIV2K and Flickr2K)")
+    p.add_argument("--val-root", help="benchmark folder validated every val_every iterations")
+    p.add_argument("--output-dir", type=Path, required=True, help="checkpoint, log and plot folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/ckpt.pt")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override one config field, e.g. {set_example}")
+    cli.add_progress(p)
+
+
+def resolve_config(cls: type[LoopConfig], args: argparse.Namespace, flags: dict[str, Any]) -> LoopConfig:
+    """The run's config: ``--config`` over ``cls``'s defaults (or, on ``--resume`` without one,
+    the checkpoint's config), then ``flags`` that are given, then ``--set``."""
+    if args.config is None and args.resume:
+        config = cls.from_dict(load_checkpoint(args.output_dir / CHECKPOINT_NAME)["config"], "checkpoint")
+    else:
+        config = load_config(args.config, None, cls)
+    config = apply_overrides(config, {k: v for k, v in flags.items() if v is not None}, "command line")
+    return apply_overrides(config, dict(parse_set(s) for s in args.sets), "--set") if args.sets else config

@@ -22,9 +22,9 @@ from torch.nn.parallel import DistributedDataParallel
 from lmfn_edge import cli
 from lmfn_edge.model import LMFN
 
-from .checkpoint import CHECKPOINT_NAME, CheckpointError, init_from, load_checkpoint
-from .config import TrainConfig, apply_overrides, load_config, parse_set
-from .loop import Trainer, copy_for_ema
+from .checkpoint import CheckpointError, init_from
+from .config import TrainConfig
+from .loop import Trainer, add_run_arguments, copy_for_ema, resolve_config
 
 __all__ = ["FloatTrainer", "train", "main"]
 
@@ -78,34 +78,10 @@ def train(config: TrainConfig, output_dir: str | Path, resume: bool = False, pro
     return FloatTrainer(config, output_dir, progress).run(resume)
 
 
-def resolve_config(
-    config_path: Path | None, sets: list[str], data_roots: list[str] | None, val_root: str | None,
-    resume_dir: Path | None = None,
-) -> TrainConfig:
-    """The run's config: file (or, on resume without one, the checkpoint's), flags, ``--set``."""
-    if config_path is None and resume_dir is not None:
-        config = TrainConfig.from_dict(load_checkpoint(resume_dir / CHECKPOINT_NAME)["config"], "checkpoint")
-    else:
-        config = load_config(config_path)
-    flags: dict[str, Any] = {}
-    if data_roots:
-        flags["data_roots"] = data_roots
-    if val_root is not None:
-        flags["val_root"] = val_root
-    config = apply_overrides(config, flags, "command line")
-    return apply_overrides(config, dict(parse_set(s) for s in sets), "--set") if sets else config
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = cli.parser("training.train", "Train LMFN with the paper's recipe; run under torchrun for several GPUs.")
-    p.add_argument("--config", type=Path, help="TOML file over the TrainConfig defaults")
-    p.add_argument("--data-root", action="append", help="training folder (repeat for DIV2K + Flickr2K)")
-    p.add_argument("--val-root", help="benchmark folder validated every val_every iterations")
-    p.add_argument("--output-dir", type=Path, required=True, help="checkpoint, log and plot folder")
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/ckpt.pt")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config field, e.g. --set learning_rate=1e-3 --set model_overrides.channels=16")
-    cli.add_progress(p)
+    add_run_arguments(p, "TOML file over the TrainConfig defaults (training/configs/)",
+                      "--set learning_rate=1e-3 --set model_overrides.channels=16")
     return p
 
 
@@ -113,8 +89,7 @@ def _run(args: argparse.Namespace) -> int:
     from lmfn_edge.io import check_output
 
     check_output(args.output_dir, folder=True, flag="--output-dir")
-    config = resolve_config(args.config, args.sets, args.data_root, args.val_root,
-                            args.output_dir if args.resume else None)
+    config = resolve_config(TrainConfig, args, {"data_roots": args.data_root, "val_root": args.val_root})
     summary = train(config, args.output_dir, resume=args.resume, progress=not args.no_progress)
     if int(os.environ.get("RANK", 0)) == 0:
         print(json.dumps(summary))

@@ -231,6 +231,8 @@ def reference_model(
     and the sidecar's architecture) when given; else the weights the sidecar records, if they
     are the embedded weights or a file whose SHA-256 still matches.
     """
+    if random_init and weights:
+        raise VerificationError("--random-init and --weights cannot be combined")
     if manifest is not None:
         if scale is not None and scale != manifest.scale:
             raise VerificationError(f"the package upscales x{manifest.scale}, but --scale {scale} was given")

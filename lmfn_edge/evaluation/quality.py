@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ..errors import UsageError
 from ..imresize import bicubic_downscale, bicubic_upscale
-from ..io import IMAGE_EXTENSIONS, list_images, load_image, save_image
+from ..io import IMAGE_EXTENSIONS, list_images, load_image, pair_lr_images, save_image
 from ..manifest import package_versions, read_manifest
 from ..metrics import psnr, ssim
 from ..runtime import BackendError, Upscaler, eager_backend, load_backend
@@ -161,21 +161,18 @@ def load_dataset(folder: str | Path, scale: int) -> list[EvalImage]:
             lr = bicubic_downscale(hr, scale)
             images.append(EvalImage(p.stem, lr, hr[: lr.shape[0] * scale, : lr.shape[1] * scale]))
         return images
-    lr_paths = {p.stem: p for p in list_images(lr_dir)}
-    images, used = [], set()
-    for p in hr_paths:
-        stem = next((s for s in (f"{p.stem}x{scale}", p.stem) if s in lr_paths), None)
-        if stem is None:
-            raise EvalError(f"no LR image for {p.name} in {lr_dir} (expected {p.stem}x{scale}.png)")
-        used.add(stem)
-        hr, lr = load_image(p), load_image(lr_paths[stem])
-        if lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
-            raise EvalError(f"{lr_paths[stem]} is {lr.shape[1]}x{lr.shape[0]}, but x{scale} LR of {p.name} "
-                            f"({hr.shape[1]}x{hr.shape[0]}) must be {hr.shape[1] // scale}x{hr.shape[0] // scale}")
-        images.append(EvalImage(p.stem, lr, hr[: lr.shape[0] * scale, : lr.shape[1] * scale]))
-    extra = sorted(set(lr_paths) - used)
+    pairs, missing, extra = pair_lr_images(hr_paths, list_images(lr_dir), scale)
+    if missing:
+        raise EvalError(f"no LR image for {missing[0].name} in {lr_dir} (expected {missing[0].stem}x{scale}.png)")
     if extra:
-        raise EvalError(f"{len(extra)} LR image(s) in {lr_dir} have no HR image, e.g. {lr_paths[extra[0]].name}")
+        raise EvalError(f"{len(extra)} LR image(s) in {lr_dir} have no HR image, e.g. {extra[0].name}")
+    images = []
+    for hr_path, lr_path in pairs:
+        hr, lr = load_image(hr_path), load_image(lr_path)
+        if lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
+            raise EvalError(f"{lr_path} is {lr.shape[1]}x{lr.shape[0]}, but x{scale} LR of {hr_path.name} "
+                            f"({hr.shape[1]}x{hr.shape[0]}) must be {hr.shape[1] // scale}x{hr.shape[0] // scale}")
+        images.append(EvalImage(hr_path.stem, lr, hr[: lr.shape[0] * scale, : lr.shape[1] * scale]))
     return images
 
 

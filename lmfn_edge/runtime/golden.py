@@ -294,9 +294,10 @@ def write_golden(out_dir: str | Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """A developer tool, not a user command: plain argparse, outside the commands' error boundary."""
     parser = argparse.ArgumentParser(
         prog="python -m lmfn_edge.runtime.golden",
-        description="Write the golden vectors the Java image core is tested against.")
+        description="Write the golden files the Java image core is tested against.")
     parser.add_argument("output", type=Path, help="folder for the golden JSON files")
     args = parser.parse_args(argv)
     for path in write_golden(args.output):

@@ -42,6 +42,9 @@ final class ModelFiles {
         File pte = copyIfStale(context, PTE_ASSET, dir, installedAt);
         File json = copyIfStale(context, MANIFEST_ASSET, dir, installedAt);
         Manifest manifest = Manifest.parse(readUtf8(json)).checkRunnable();
+        try (InputStream program = new FileInputStream(pte)) {
+            manifest.checkProgram(program);
+        }
         return new ModelFiles(pte, manifest);
     }
 

@@ -1,5 +1,9 @@
 package org.lmfnedge.imagecore;
 
+import java.io.IOException;
+import java.io.InputStream;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
@@ -171,6 +175,38 @@ public final class Manifest {
                     + fields.get("shape") + "; export with --shape 128x128");
         }
         return this;
+    }
+
+    /**
+     * Refuses a program whose SHA-256 differs from the one the sidecar records: a .pte changed
+     * or cut short after export, or paired with another program's sidecar. Sidecars written
+     * before the field existed record none, and any program passes.
+     *
+     * @param program the .pte's bytes; read to the end, not closed
+     * @throws IllegalArgumentException when the hashes differ
+     */
+    public void checkProgram(InputStream program) throws IOException {
+        if (artifactSha256 == null) {
+            return;
+        }
+        MessageDigest digest;
+        try {
+            digest = MessageDigest.getInstance("SHA-256");
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException("SHA-256 is not available", e);
+        }
+        byte[] buf = new byte[1 << 16];
+        for (int n; (n = program.read(buf)) > 0; ) {
+            digest.update(buf, 0, n);
+        }
+        StringBuilder hex = new StringBuilder();
+        for (byte b : digest.digest()) {
+            hex.append(String.format("%02x", b));
+        }
+        if (!hex.toString().equals(artifactSha256)) {
+            throw new IllegalArgumentException("the program does not match its manifest (SHA-256 " + hex
+                    + ", the manifest records " + artifactSha256 + "); export both again");
+        }
     }
 
     /** A string field outside the required set, or null when absent or not a string. */

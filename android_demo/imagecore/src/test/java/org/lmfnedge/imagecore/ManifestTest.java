@@ -5,7 +5,9 @@ import static org.junit.Assert.assertNull;
 import static org.junit.Assert.assertTrue;
 import static org.junit.Assert.fail;
 
+import java.io.ByteArrayInputStream;
 import java.io.IOException;
+import java.nio.charset.StandardCharsets;
 import java.util.Map;
 import org.junit.Test;
 
@@ -65,6 +67,24 @@ public class ManifestTest {
         assertNull(m.optionalString("missing"));
         assertNull(m.optionalString("delegation"));
         assertEquals(64, m.artifactSha256.length());
+    }
+
+    @Test
+    public void programMustMatchTheRecordedSha256() throws IOException {
+        // FIPS 180-2's test vector: SHA-256("abc").
+        String abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        String text = (String) Golden.cases(Golden.load("manifests.json")).get(0).get("text");
+        Manifest m = Manifest.parse(text.replace("\"" + "ab".repeat(32) + "\"", "\"" + abc + "\""));
+        m.checkProgram(new ByteArrayInputStream("abc".getBytes(StandardCharsets.US_ASCII)));
+        try {
+            m.checkProgram(new ByteArrayInputStream("abd".getBytes(StandardCharsets.US_ASCII)));
+            fail("accepted a program with another SHA-256");
+        } catch (IllegalArgumentException e) {
+            assertTrue(e.getMessage(), e.getMessage().contains("does not match its manifest"));
+        }
+        String unhashed = Golden.cases(Golden.load("manifests.json")).stream()
+                .filter(c -> "no_program_sha256".equals(c.get("name"))).findFirst().get().get("text").toString();
+        Manifest.parse(unhashed).checkProgram(new ByteArrayInputStream(new byte[] {1, 2, 3}));
     }
 
     @Test
