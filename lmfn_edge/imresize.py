@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-__all__ = ["imresize", "modcrop", "bicubic_downscale", "bicubic_upscale"]
+__all__ = ["imresize", "imresize_uint8", "modcrop", "bicubic_downscale", "bicubic_upscale"]
 
 # ceil(in * scale) exactly as written, except that a product a rounding error above an integer
 # (e.g. 20 * 0.35 = 7.000000000000001) gives that integer rather than one pixel more.
@@ -47,6 +47,13 @@ def imresize(img: np.ndarray, scale: float) -> np.ndarray:
         raise ValueError(f"scale must be a positive finite number, got {scale}")
     out_h, out_w = (max(1, math.ceil(side * scale - _SIZE_TOLERANCE)) for side in img.shape[:2])
     return _resize(img, scale, out_h, out_w)
+
+
+def imresize_uint8(img_uint8: np.ndarray, scale: float) -> np.ndarray:
+    """MATLAB's ``imresize(img, scale, 'bicubic')`` on a uint8 image: the result rounded back to
+    uint8 as MATLAB rounds it (clipped, halves away from zero)."""
+    _check_uint8(img_uint8, "img_uint8")
+    return _to_uint8(imresize(img_uint8, scale))
 
 
 def modcrop(img: np.ndarray, scale: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from PIL import Image
 
 from lmfn_edge import create_model
 from lmfn_edge.evaluate import main
-from lmfn_edge.evaluation import Method, evaluate, load_dataset
+from lmfn_edge.evaluation import Method, evaluate, load_dataset, parse_methods
 from lmfn_edge.imresize import bicubic_downscale, bicubic_upscale
 from lmfn_edge.io import save_image
 from lmfn_edge.manifest import Manifest, ShapeSpec, sidecar_path
@@ -118,6 +118,23 @@ def test_table_json_and_crops_on_tiny_folders(tmp_path, weights, capsys):
     panel_w = (panels.shape[1] - 3 * 4) // 4  # bicubic | eager | deploy | HR, 4 px apart, titled
     assert panels.shape[0] == 44 + 14 and panel_w >= 44
     np.testing.assert_array_equal(panels[14:, 3 * (panel_w + 4) :][:, :44], synthetic_image(1, 44))
+
+
+def test_two_sets_of_weights_in_one_table(tmp_path, weights):
+    data = hr_only(tmp_path / "Photos", sides=(37, 41))
+    torch.manual_seed(1)
+    other = tmp_path / "other.safetensors"
+    save_weights(create_model("lmfn_x2", **TINY), other)
+    report = evaluate([data], 2, parse_methods(f"bicubic,eager:{weights},eager:{other}"), progress=False,
+                      crops_dir=tmp_path / "crops")
+    first, second = f"eager:{weights.name}", f"eager:{other.name}"
+    assert report.reference == first
+    alone = evaluate([data], 2, parse_methods("eager"), weights=weights, progress=False)
+    assert report.results[first]["Photos"]["psnr"] == alone.results["eager"]["Photos"]["psnr"]
+    assert report.results[second]["Photos"]["psnr"] != report.results[first]["Photos"]["psnr"]
+    assert report.delta(second, "Photos") == pytest.approx(
+        report.results[second]["Photos"]["psnr"] - report.results[first]["Photos"]["psnr"])
+    assert len(list((tmp_path / "crops" / "Photos").glob("*.png"))) == 2
 
 
 def test_crop_defaults_to_scale_and_can_be_set(tmp_path):

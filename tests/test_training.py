@@ -401,3 +401,19 @@ def test_plot_draws_loss_and_psnr(tmp_path):
     assert (np.abs(pixels.astype(int) - [31, 119, 180]).sum(-1) == 0).any()  # loss curve drawn
     assert (np.abs(pixels.astype(int) - [214, 39, 40]).sum(-1) == 0).any()  # EMA PSNR curve drawn
     assert (np.abs(pixels.astype(int) - [255, 160, 60]).sum(-1) == 0).any()  # raw PSNR curve drawn
+
+
+def test_cosine_schedule_decays_the_learning_rate_to_its_end_point(data, tmp_path):
+    config = tiny(data[0], tmp_path / "cache", learning_rate=1e-3, schedule="cosine", decay_start=2,
+                  final_lr_ratio=0.1, iterations=6)
+    rates = [config.learning_rate_at(step) for step in range(6)]
+    assert rates[:3] == [1e-3, 1e-3, 1e-3] and all(a > b for a, b in zip(rates[2:], rates[3:]))
+    assert config.learning_rate_at(6) == pytest.approx(1e-4)  # half a cosine: the end point at iterations
+    assert tiny(data[0], tmp_path / "cache").learning_rate_at(5) == tiny(data[0], tmp_path / "cache").learning_rate
+    train.train(config, tmp_path / "run", progress=False)
+    logged = [r["learning_rate"] for r in read_log(tmp_path / "run") if "loss" in r]
+    assert logged == pytest.approx(rates)  # the optimizer ran each step at the scheduled rate
+    with pytest.raises(ConfigError, match="decay_start must be in"):
+        tiny(data[0], tmp_path / "cache", schedule="cosine", decay_start=6, iterations=6)
+    with pytest.raises(ConfigError, match="schedule must be constant or cosine"):
+        tiny(data[0], tmp_path / "cache", schedule="step")

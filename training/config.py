@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,8 +57,13 @@ class LoopConfig:
         time_limit: Stop after this many seconds of training (compilation included), at the
             next ``log_every`` boundary, with a checkpoint as at the end; ``--resume`` continues.
             0: no limit. For leased machines and time-boxed runs.
-        learning_rate: Adan learning rate, constant. (Not ``lr``: in this code base ``lr``
-            means the low-resolution image.)
+        learning_rate: Adan learning rate. (Not ``lr``: in this code base ``lr`` means the
+            low-resolution image.)
+        schedule: ``constant`` (the paper's), or ``cosine``: from ``decay_start`` on, the
+            learning rate follows a half cosine down to ``final_lr_ratio`` of itself at
+            ``iterations``; for short runs, which end far from the paper's 2M steps.
+        decay_start: Step at which the cosine decay begins.
+        final_lr_ratio: The cosine decay's end point, as a fraction of ``learning_rate``.
         betas: Adan's three betas.
         weight_decay: Adan weight decay.
         ema_decay: Per-iteration decay of the weight EMA that is validated and released.
@@ -80,6 +86,9 @@ class LoopConfig:
     iterations: int = 2_000_000
     time_limit: float = 0.0
     learning_rate: float = 5e-3
+    schedule: str = "constant"
+    decay_start: int = 0
+    final_lr_ratio: float = 0.01
     betas: tuple[float, float, float] = (0.98, 0.92, 0.99)
     weight_decay: float = 0.0
     ema_decay: float = 0.999
@@ -111,6 +120,20 @@ class LoopConfig:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ConfigError(f"schedule must be constant or cosine, got {self.schedule!r}")
+        if not 0 <= self.decay_start < self.iterations:
+            raise ConfigError(f"decay_start must be in [0, iterations), got {self.decay_start}")
+        if not 0.0 <= self.final_lr_ratio <= 1.0:
+            raise ConfigError(f"final_lr_ratio must be in [0, 1], got {self.final_lr_ratio}")
+
+    def learning_rate_at(self, step: int) -> float:
+        """The learning rate of the step that follows ``step`` completed steps."""
+        if self.schedule == "constant" or step < self.decay_start:
+            return self.learning_rate
+        progress = (step - self.decay_start) / max(1, self.iterations - self.decay_start)
+        ratio = self.final_lr_ratio + (1.0 - self.final_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return self.learning_rate * ratio
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -57,8 +57,8 @@ LOG_NAME = "log.jsonl"
 PLOT_NAME = "curves.png"
 
 # Fields whose change on resume makes the run differ from an uninterrupted one.
-_STREAM_FIELDS = ("seed", "batch_size", "patch_size", "data_roots", "learning_rate", "betas", "weight_decay",
-                  "ema_decay")
+_STREAM_FIELDS = ("seed", "batch_size", "patch_size", "data_roots", "learning_rate", "schedule", "decay_start",
+                  "final_lr_ratio", "betas", "weight_decay", "ema_decay")
 
 
 class RunLog:
@@ -276,6 +276,8 @@ class Trainer:
         last = step >= config.iterations
         while not last:
             self.before_step(model, step)
+            for group in optimizer.param_groups:
+                group["lr"] = config.learning_rate_at(step)
             lr_batch, hr_batch = next(batches)
             lr_batch = lr_batch.to(device, non_blocking=True).contiguous(memory_format=fmt)
             hr_batch = hr_batch.to(device, non_blocking=True)
@@ -291,7 +293,7 @@ class Trainer:
             if step % config.log_every == 0 or last:
                 elapsed = time.perf_counter() - tick
                 loss = _mean_over_ranks(ctx, loss_sum / count)
-                self.log.write({"step": step, "loss": loss, "learning_rate": config.learning_rate,
+                self.log.write({"step": step, "loss": loss, "learning_rate": config.learning_rate_at(step - 1),
                                 "it_per_s": count / elapsed, "images_per_s": count * config.batch_size / elapsed})
                 bar.set_postfix(loss=f"{loss:.4f}")
                 summary.update(step=step, loss=loss)

@@ -120,14 +120,20 @@ class Report:
 
 
 def parse_methods(text: str) -> list[Method]:
-    """``bicubic,eager,deploy,pte:PATH,coreml:PATH`` (any subset, in table order)."""
+    """``bicubic,eager,deploy,pte:PATH,coreml:PATH`` (any subset, in table order).
+
+    ``eager:W.safetensors`` (and ``deploy:W``) run other float weights than the default, so two
+    sets of weights can stand in one table.
+    """
     methods = []
     for item in filter(None, (t.strip() for t in text.split(","))):
         kind, _, path = item.partition(":")
         if kind not in KINDS:
             raise EvalError(f"unknown method {item!r}; use {', '.join(KINDS[:3])}, pte:PATH or coreml:PATH")
-        if (kind in ("pte", "coreml")) != bool(path):
-            raise EvalError(f"method {item!r}: {kind} {'needs a path (' + kind + ':PATH)' if not path else 'takes no path'}")
+        if kind in ("pte", "coreml") and not path:
+            raise EvalError(f"method {item!r}: {kind} needs a path ({kind}:PATH)")
+        if kind == "bicubic" and path:
+            raise EvalError(f"method {item!r}: bicubic takes no path")
         method = Method(kind, Path(path) if path else None)
         if method in methods:
             raise EvalError(f"method {item!r} is listed twice")
@@ -182,7 +188,10 @@ def _runner(method: Method, scale: int, model) -> tuple[str, Callable[[np.ndarra
         return "bicubic", lambda lr: bicubic_upscale(lr, scale)
     if method.kind in FLOAT_KINDS:
         from ..model.deploy import to_deploy
+        from ..model.weights import load_model
 
+        if method.path is not None:
+            model = load_model(scale, method.path)[0]
         net = model if method.kind == "eager" else to_deploy(model)
         return method.kind, Upscaler(eager_backend(net), tile=0).upscale
     manifest = read_manifest(method.path)
@@ -192,6 +201,13 @@ def _runner(method: Method, scale: int, model) -> tuple[str, Callable[[np.ndarra
 
 def _check_artifact(method: Method, scale: int) -> None:
     """Fail before any work on a missing artifact or one of another scale."""
+    if method.kind in FLOAT_KINDS:
+        from ..model.weights import read_weights
+
+        config = read_weights(method.path)[1]
+        if config.scale != scale:
+            raise EvalError(f"{method.path.name} holds x{config.scale} weights, but --scale {scale} was given")
+        return
     if not method.path.exists():
         raise EvalError(f"{method.kind} artifact not found: {method.path}")
     manifest = read_manifest(method.path)
@@ -229,7 +245,7 @@ def evaluate(
         raise EvalError(f"--crop must be an integer >= 0, got {crop!r}")
     if not methods:
         raise EvalError("no methods given")
-    if any(m.kind in FLOAT_KINDS for m in methods) and model is None:
+    if any(m.kind in FLOAT_KINDS and m.path is None for m in methods) and model is None:
         from ..model.weights import load_model
 
         model = load_model(scale, weights)[0]
@@ -256,9 +272,9 @@ def evaluate(
                 raise
             report.skipped[m.label] = str(exc)
     shared = {t for t in titles.values() if list(titles.values()).count(t) > 1}
-    for m in methods:  # two int8 programs (QAT, PTQ) need their file names to tell them apart
+    for m in methods:  # two int8 programs (QAT, PTQ) or two weights need their file names
         if titles.get(m.label) in shared:
-            titles[m.label] = m.path.stem
+            titles[m.label] = m.path.stem if m.path else m.kind
     total = sum(len(images) for images in sets.values()) * len(runners)
     bar = tqdm(total=total, unit="img", disable=not progress, dynamic_ncols=True)
     for ds, images in sets.items():
