@@ -165,17 +165,22 @@ def _opened(path: str | os.PathLike) -> Iterator[Image.Image]:
 
 
 def save_image(
-    path: str | os.PathLike, array_uint8_hxwx3: np.ndarray, icc_profile: bytes | None = None
+    path: str | os.PathLike,
+    array_uint8_hxwx3: np.ndarray,
+    icc_profile: bytes | None = None,
+    lossless: bool = False,
 ) -> None:
     """Saves an HxWx3 uint8 RGB array atomically; the format follows the extension.
 
-    JPEG and WebP are written at quality 95. The ICC profile is embedded for PNG, JPEG, WebP
-    and TIFF, and dropped for BMP, which cannot carry one.
+    JPEG and WebP are written at quality 95, WebP losslessly with ``lossless`` (JPEG cannot
+    be). The ICC profile is embedded for PNG, JPEG, WebP and TIFF, and dropped for BMP, which
+    cannot carry one.
 
     Args:
         path: Target file, ending in one of ``IMAGE_EXTENSIONS`` (any case).
         array_uint8_hxwx3: The image.
         icc_profile: Profile to embed, e.g. ``load_image_with_info(...)[1]["icc_profile"]``.
+        lossless: Keep every pixel (PNG, TIFF and BMP always do).
 
     Raises:
         ImageError: On an unknown extension or a bad array (before anything is written), or if
@@ -192,6 +197,10 @@ def save_image(
             f"{path}: expected an HxWx3 uint8 array, got shape {array.shape} dtype {array.dtype}"
         )
     fmt, options = _SAVE_FORMATS[suffix]
+    if lossless and fmt == "JPEG":
+        raise ImageError(f"{path}: JPEG cannot store pixels losslessly; use .png or .webp")
+    if lossless and fmt == "WEBP":
+        options = {"lossless": True, "quality": 100, "method": 4}
     if icc_profile is not None and fmt in _ICC_FORMATS:
         options = {**options, "icc_profile": icc_profile}
     try:

@@ -379,3 +379,14 @@ def test_list_images_of_missing_folder(tmp_path):
 def test_extensions_are_lowercase_with_dot():
     assert all(e.startswith(".") and e == e.lower() for e in IMAGE_EXTENSIONS)
     assert set(IMAGE_EXTENSIONS) == set(io._SAVE_FORMATS)
+
+
+def test_lossless_webp_keeps_every_pixel_and_jpeg_refuses(tmp_path):
+    if not features.check("webp"):
+        pytest.skip("Pillow built without WebP")
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    save_image(tmp_path / "a.webp", img, lossless=True)
+    np.testing.assert_array_equal(load_image(tmp_path / "a.webp"), img)
+    with pytest.raises(ImageError, match="cannot store pixels losslessly"):
+        save_image(tmp_path / "a.jpg", img, lossless=True)
