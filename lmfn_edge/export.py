@@ -24,8 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_weights(p)
     cli.add_random_init(p)
     p.add_argument("--precision", choices=sorted({p for ps in PRECISIONS.values() for p in ps}),
-                   help="default: fp16 for coreml, int8 with --quantized, fp32 otherwise")
-    p.add_argument("--quantized", metavar="PATH.pt2", help="an int8 program from quantization/ (QAT or PTQ)")
+                   help="default: fp16 for coreml; int8 with --quantized or --android; fp32 otherwise")
+    p.add_argument("--quantized", metavar="PATH",
+                   help="int8 parameters (.safetensors) or an int8 program (.pt2) from quantization/; "
+                        "--precision int8 without it uses the int8 parameters the package embeds")
     p.add_argument("--shape", help=f"HxW fixed tile or MIN:MAX dynamic, multiples of 8 (default "
                                    f"{DEFAULT_TILE}x{DEFAULT_TILE})")
     p.add_argument("--overlap", type=cli.int_at_least(0),

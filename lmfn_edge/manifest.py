@@ -64,7 +64,7 @@ TARGETS = ("xnnpack", "portable", "coreml", "executorch-coreml", "torchscript")
 PRECISIONS = {  # the first one is the target's default
     "xnnpack": ("fp32", "int8"),
     "portable": ("fp32",),
-    "coreml": ("fp16", "fp32"),
+    "coreml": ("fp16", "fp32", "int8"),
     "executorch-coreml": ("fp16",),
     "torchscript": ("fp32",),
 }

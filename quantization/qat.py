@@ -9,9 +9,12 @@ adapt to fixed grids. LMFN has no BatchNorm, so there are no BN statistics to fr
 averages parameters only; the quantization state (scales, zero points) is the live model's,
 which is frozen by the time the EMA has forgotten the early steps.
 
-At the last step the EMA model is converted (``convert_pt2e``), exported at one fixed tile
-(batch 1) and saved as a ``.pt2`` program (:mod:`lmfn_edge.deployment.quantized`);
-``python -m lmfn_edge.export --quantized X.pt2`` lowers it to an XNNPACK .pte.
+At the last step the EMA model is saved twice: as int8 parameters
+(``lmfn_x{s}_int8.safetensors``, :mod:`lmfn_edge.deployment.int8`: the prepared graph's weights
+and frozen quantization state, from which ``python -m lmfn_edge.export --precision int8
+--quantized X.safetensors`` builds a program of any shape, and which the package embeds as its
+default int8), and converted (``convert_pt2e``), exported at one fixed tile (batch 1) and saved
+as a ``.pt2`` program (:mod:`lmfn_edge.deployment.quantized`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmfn_edge import cli
+from lmfn_edge.deployment.int8 import Int8Info, save_int8_params
 from lmfn_edge.deployment.pt2e import (
     QuantizationError,
     convert,
@@ -128,7 +132,15 @@ class QATTrainer(Trainer):
 
     def finish(self, model: nn.Module, ema: nn.Module, summary: dict[str, Any], val_images) -> None:
         config = self.config
-        converted = convert(_final_model(model, ema, use_ema=config.ema_decay > 0).cpu())
+        final = _final_model(model, ema, use_ema=config.ema_decay > 0).cpu()
+        details = {"steps": summary["step"], "freeze_observers_at": config.freeze_observers_at,
+                   "ema_decay": config.ema_decay, "learning_rate": config.learning_rate,
+                   "batch_size": config.batch_size, "patch_size": config.patch_size}
+        params = self.output.with_name(f"{model_name(self.scale)}_int8.safetensors")
+        save_int8_params(final, params, Int8Info(self.float_model.config.to_dict(), self.kind, self.weights.to_dict(),
+                                                 details))
+        summary["int8_params"] = str(params)
+        converted = convert(final)
         if val_images:
             summary["val_psnr_y_qdq"] = validate(PadToMultiple(converted, self.scale), val_images, self.scale,
                                                  torch.device("cpu"))
@@ -138,9 +150,7 @@ class QATTrainer(Trainer):
             config=self.float_model.config.to_dict(),
             tile=config.tile,
             weights=self.weights.to_dict(),
-            details={"steps": summary["step"], "freeze_observers_at": config.freeze_observers_at,
-                     "ema_decay": config.ema_decay, "learning_rate": config.learning_rate,
-                     "batch_size": config.batch_size, "patch_size": config.patch_size},
+            details=details,
         )
         save_quantized(export_converted(converted, config.tile), self.output, info)
         summary["program"] = str(self.output)

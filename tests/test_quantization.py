@@ -12,6 +12,7 @@ import torch
 
 from lmfn_edge import create_model
 from lmfn_edge.deployment import QuantizedProgramError, load_quantized
+from lmfn_edge.deployment.int8 import output_step
 from lmfn_edge.deployment.pt2e import capture, fixed_parameter_names, prepare
 from lmfn_edge.export import main as export_main
 from lmfn_edge.io import save_image
@@ -113,7 +114,7 @@ def test_qat_int8_pte_is_one_xnnpack_subgraph_matching_the_qdq_model(straight, i
     # at most 1 output step, 0.19 steps on average (a 300K model in deployment-facts.md: 0.026
     # to 0.034 max). Two steps, and half a step on average, leave room for other CPUs' kernels
     # while any real mismatch (a wrong scale, a fp32 fallback) is many steps.
-    step = output_scale(program)
+    step = output_step(program)
     err = (out - ref).abs()
     assert err.max().item() <= 2 * step + 1e-6, (err.max().item(), step)
     assert err.mean().item() <= 0.5 * step, (err.mean().item(), step)
@@ -128,14 +129,6 @@ def test_export_cli_sidecar_traces_int8_program_to_float_weights(straight, works
     assert weights["source"] == str(pt2) and weights["sha256"] == sha256_file(pt2)
     assert weights["quantization"] == {"method": "qat", "weights": info.weights, "details": info.details}
     assert info.weights["sha256"] == sha256_file(workspace / "w.safetensors")
-
-
-def output_scale(program: torch.export.ExportedProgram) -> float:
-    """Step of the last int8 grid before the output (the pixel shuffle only moves values)."""
-    (node,) = next(n for n in program.graph.nodes if n.op == "output").args[0]
-    while "dequantize_per_tensor" not in str(node.target):
-        node = node.args[0]
-    return float(node.args[1])
 
 
 def test_qat_trains_learned_parameters_only_and_freezes_observers(straight, workspace):
@@ -274,4 +267,86 @@ def test_qat_program_converts_to_coreml_w8a8_that_computes_the_qdq_model(straigh
     with torch.no_grad():
         ref = program.module()(x)
     # The program keeps every q/dq of the PT2E model; measured identical here.
-    assert (out - ref).abs().max().item() <= output_scale(program) + 1e-6
+    assert (out - ref).abs().max().item() <= output_step(program) + 1e-6
+
+
+# --- int8 parameters -------------------------------------------------------------------------
+
+
+def test_qat_writes_int8_parameters_that_rebuild_its_program_at_any_shape(straight, workspace):
+    from lmfn_edge.deployment.int8 import int8_program, read_int8_params
+    from lmfn_edge.manifest import ShapeSpec
+    from lmfn_edge.model.weights import sha256_file
+
+    params = straight / "lmfn_x2_int8.safetensors"
+    state, info = read_int8_params(params)
+    assert info.method == "qat" and info.details["steps"] == 4
+    assert info.weights["sha256"] == sha256_file(workspace / "w.safetensors")
+    assert params.stat().st_size < 2 * (straight / "lmfn_x2_qat_int8.pt2").stat().st_size
+    pt2, _ = load_quantized(straight / "lmfn_x2_qat_int8.pt2")
+    rebuilt, _ = int8_program(params, ShapeSpec(TILE, TILE))
+    x = torch.rand(1, 3, TILE, TILE)
+    with torch.no_grad():
+        assert torch.equal(rebuilt.module()(x), pt2.module()(x))  # the same int8 function, from data alone
+    wide, _ = int8_program(params, ShapeSpec(16, 40))
+    with torch.no_grad():
+        assert wide.module()(torch.rand(1, 3, 16, 40)).shape == (1, 3, 32, 80)
+
+
+def test_export_builds_int8_programs_from_parameters(straight, workspace, capsys):
+    from executorch.runtime import Runtime
+
+    from lmfn_edge.deployment.int8 import int8_program
+    from lmfn_edge.manifest import ShapeSpec
+
+    params = straight / "lmfn_x2_int8.safetensors"
+    out = workspace / "params_int8.pte"
+    assert export_main(["--precision", "int8", "--quantized", str(params), "--shape", "16x24", "--overlap", "4",
+                        "--output", str(out)]) == 0
+    manifest = read_manifest(out)
+    assert (manifest.precision, manifest.shape.to_dict()) == ("int8", {"dynamic": False, "height": 16, "width": 24})
+    assert manifest.weights["source"] == str(params) and manifest.weights["quantization"]["method"] == "qat"
+    assert manifest.delegation["subgraphs"] == 1 and manifest.delegation["non_delegated_compute_ops"] == {}
+    program, _ = int8_program(params, ShapeSpec(16, 24))
+    x = torch.rand(1, 3, 16, 24)
+    out_pte = Runtime.get().load_program(str(out)).load_method("forward").execute([x])[0]
+    with torch.no_grad():
+        ref = program.module()(x)
+    step = output_step(program)
+    assert (out_pte - ref).abs().max().item() <= 2 * step + 1e-6
+    for argv, message in [(["--precision", "int8", "--quantized", str(params), "--shape", "20x20"], "multiples of 8"),
+                          (["--precision", "int8", "--quantized", str(params), "--shape", "16:64"], "multiples of 8"),
+                          (["--precision", "int8", "--weights", str(workspace / "w.safetensors")], "drop --weights")]:
+        assert export_main(argv + ["--output", str(workspace / "x.pte")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (workspace / "x.pte").exists()
+
+
+def test_int8_parameters_of_another_graph_are_refused(straight, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from lmfn_edge.deployment.int8 import Int8ParamsError, load_int8_params
+
+    params = straight / "lmfn_x2_int8.safetensors"
+    state = load_file(params)
+    from safetensors import safe_open
+
+    with safe_open(params, "pt") as f:
+        meta = f.metadata()
+    state.pop(sorted(state)[0])
+    save_file(state, tmp_path / "p.safetensors", metadata=meta)
+    with pytest.raises(Int8ParamsError, match="does not fit this SDK's int8 graph"):
+        load_int8_params(tmp_path / "p.safetensors")
+    save_file(load_file(params), tmp_path / "q.safetensors", metadata={**meta, "format": "other"})
+    with pytest.raises(Int8ParamsError, match="is not lmfn-edge int8 parameters"):
+        load_int8_params(tmp_path / "q.safetensors")
+
+
+def test_core_ml_w8a8_from_int8_parameters_is_verified(straight, workspace):
+    from lmfn_edge.deployment import export_quantized
+    from lmfn_edge.deployment.int8 import int8_program
+    from lmfn_edge.manifest import ShapeSpec
+
+    program, info = int8_program(straight / "lmfn_x2_int8.safetensors", ShapeSpec(TILE, TILE))
+    result = export_quantized(program, info, "coreml", workspace / "w8a8.mlpackage", overlap=8, verify=True)
+    assert result.manifest.precision == "int8" and result.verification.passed, result.verification.summary()

@@ -186,9 +186,12 @@ class MILEvaluator:
 
     @property
     def compute_precision(self) -> str:
-        """``fp16`` when any op produces float16 values, else ``fp32``."""
+        """``int8`` when the program quantizes activations (W8A8), else ``fp16`` when any op
+        produces float16 values, else ``fp32``."""
         from coremltools.converters.mil.mil import types
 
+        if self.op_counts.get("quantize"):
+            return "int8"
         fp16 = any(v.dtype == types.fp16 for op in self.ops if op.op_type != "const" for v in op.outputs)
         return "fp16" if fp16 else "fp32"
 

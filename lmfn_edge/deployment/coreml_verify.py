@@ -13,6 +13,9 @@ Tolerances are data, with the measurements behind them in docs/coreml-verificati
   evaluator on the fp16 programs; a shifted pad or a wrong weight drops it below 40 dB. Errors
   smaller than fp16 noise (a pooling window, a dilation in a random-init model) pass this bound,
   so structure is proven on an fp32 export of the same weights.
+* int8 (W8A8) programs: the same PSNR bound, against the q/dq program they were converted from
+  (``export --target coreml --precision int8 --verify``): both compute on the same int8 grids,
+  and only requantization rounding can move a value by one step.
 """
 
 from __future__ import annotations
@@ -105,6 +108,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def within_tolerance(precision: str, max_abs: float, psnr: float) -> bool:
+    """fp32: ``max_abs`` bound; fp16 and int8 (W8A8, against the q/dq program): PSNR bound."""
     return max_abs <= FP32_MAX_ABS if precision == "fp32" else psnr >= FP16_MIN_PSNR
 
 

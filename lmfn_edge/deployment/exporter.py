@@ -164,31 +164,49 @@ def export_quantized(
     overlap: int = DEFAULT_OVERLAP,
     source: dict | None = None,
     log: Log | None = None,
+    verify: bool = False,
 ) -> ExportResult:
-    """Lower an int8 program (from :func:`~lmfn_edge.deployment.quantized.load_quantized`).
+    """Lower an int8 program: from :func:`~lmfn_edge.deployment.quantized.load_quantized` (a
+    .pt2) or :func:`~lmfn_edge.deployment.int8.int8_program` (int8 parameters).
 
-    The program fixes its own input (one ``info.tile`` square tile, batch 1) and carries its
+    The program fixes its own input (its example input's shape, batch 1) and carries its
     weights; the sidecar traces it to the float weights it came from.
 
     Args:
         program: The converted q/dq program.
-        info: Its ``QuantizedInfo``.
-        target: ``xnnpack``.
-        output: The .pte path; the sidecar goes to ``<output>.json``.
+        info: Its ``QuantizedInfo`` or ``Int8Info``.
+        target: ``xnnpack`` (an int8 .pte) or ``coreml`` (a W8A8 ML program, iOS 17+).
+        output: The artifact path; the sidecar goes to ``<output>.json``.
         overlap: Tile overlap the runtime should use.
         source: ``{"source", "sha256"}`` of the program file, for the sidecar.
         log: Receives progress lines.
+        verify: Core ML only: evaluate the package with numpy against the q/dq program itself.
     """
     precision = check_target(target, "int8")
-    shape = ShapeSpec(info.tile, info.tile)
+    (example,) = program.example_inputs[0]
+    shape = ShapeSpec(int(example.shape[2]), int(example.shape[3]))
     check_overlap(overlap, shape)
+    if verify and target != "coreml":
+        raise ExportError("--verify applies to --target coreml")
     weights = {**(source or {"source": "in-memory program", "sha256": None}),
                "quantization": {"method": info.method, "weights": info.weights, "details": info.details}}
     say = log or (lambda line: None)
     config = info.lmfn_config
     build = _builder(program, target, precision, config.scale, say)
+    reference = _QdqReference(program, config) if verify else None
     return _write(build, config, target, precision, Path(output), shape, overlap, weights, time.perf_counter(), say,
-                  None)
+                  reference)
+
+
+class _QdqReference(torch.nn.Module):
+    """What a W8A8 Core ML package is checked against: the q/dq program it was converted from."""
+
+    def __init__(self, program: torch.export.ExportedProgram, config) -> None:
+        super().__init__()
+        self.module, self.config = program.module(), config
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
 
 
 def _record(weights: Any) -> dict:
@@ -205,7 +223,7 @@ def _builder(ep: torch.export.ExportedProgram, target: str, precision: str, scal
 
     def build(path: Path) -> Delegation | None:
         if target == "coreml":
-            say(f"converting to Core ML ({precision}) ...")
+            say(f"converting to Core ML ({'W8A8' if precision == 'int8' else precision}) ...")
             mlmodel = convert_coreml(ep, precision)
             mlmodel.short_description = f"LMFN x{scale} super-resolution (lmfn-edge)"
             mlmodel.save(str(path))
@@ -299,17 +317,17 @@ class ExportRequest:
         What depends on the inputs (their scale, a program's tile, the output path) is checked
         by :meth:`run` once they are read, still before any lowering."""
         quantized = self.quantized is not None
-        precision = check_target(self.target, self.precision or ("int8" if quantized else None))
-        if quantized:
-            if precision != "int8":
-                raise ExportError(f"--quantized gives an int8 program; --precision {precision} contradicts it")
+        default = "int8" if quantized or (self.android is not None and self.target == "xnnpack") else None
+        precision = check_target(self.target, self.precision or default)
+        if precision == "int8":
             clashes = [f for f, on in (("--weights", self.weights), ("--random-init", self.random_init),
                                        *((f"--{k.replace('_', '-')}", v) for k, v in self.overrides.items())) if on]
             if clashes:
-                raise ExportError(f"--quantized carries its own weights and architecture; drop {', '.join(clashes)}")
-        elif precision == "int8":
-            raise ExportError("--precision int8 needs a quantized program: --quantized PATH.pt2 from "
-                              "python -m quantization.qat (or quantization.ptq)")
+                raise ExportError(f"int8 programs are built from int8 parameters (the embedded ones, or --quantized "
+                                  f"from quantization/), which fix the weights and architecture; drop "
+                                  f"{', '.join(clashes)} (or quantize them first: python -m quantization.qat)")
+        elif quantized:
+            raise ExportError(f"--quantized gives an int8 program; --precision {precision} contradicts it")
         if self.verify and self.target != "coreml":
             raise ExportError(f"--verify checks Core ML programs; it does not apply to --target {self.target}")
         shape = ShapeSpec.parse(self.shape) if self.shape else ShapeSpec(DEFAULT_TILE, DEFAULT_TILE)
@@ -318,12 +336,20 @@ class ExportRequest:
                 raise ExportError("--android needs --target xnnpack (or portable) with a square fixed --shape")
             if not (Path(self.android) / "app").is_dir():
                 raise ExportError(f"{self.android} is not the Android demo project (no app/ folder)")
-        if not quantized:  # a quantized program's tile is checked against --shape once it is read
+        if precision == "int8" and not self._from_program():
+            from .int8 import check_int8_shape
+
+            check_int8_shape(shape)
+        if not self._from_program():  # a .pt2's tile is checked against --shape once it is read
             check_overlap(DEFAULT_OVERLAP if self.overlap is None else self.overlap, shape)
         suffix = SUFFIX.get(self.target, ".pte")
         if self.output is not None and Path(self.output).suffix.lower() != suffix:
             raise ExportError(f"--output {self.output} must end in {suffix} for --target {self.target}")
         return shape, precision
+
+    def _from_program(self) -> bool:
+        """``--quantized`` names a fixed-shape program (.pt2) rather than int8 parameters."""
+        return self.quantized is not None and Path(self.quantized).suffix.lower() == ".pt2"
 
     def output_path(self, scale: int, precision: str) -> Path:
         """``--output``, or ``artifacts/{model}_{target}_{precision}{suffix}``; refused if it is a
@@ -335,24 +361,19 @@ class ExportRequest:
         return output
 
     def run(self, log: Log | None = None) -> ExportResult:
-        """Check, load the model (or the quantized program), export, and install into the app."""
+        """Check, load the model (or the int8 program or parameters), export, install into the app."""
         shape, precision = self.check()
         say = log or (lambda line: None)
-        if self.quantized is not None:
-            from .quantized import QuantizedProgramError, load_quantized
-
-            program, info = load_quantized(self.quantized)
-            if self.scale is not None and info.scale != self.scale:
-                raise QuantizedProgramError(f"{self.quantized} is an x{info.scale} program, but --scale is {self.scale}")
-            if self.shape is not None and shape != ShapeSpec(info.tile, info.tile):
-                raise QuantizedProgramError(f"{self.quantized} was exported at a {info.tile}x{info.tile} tile; "
-                                            f"--shape {self.shape} cannot change it (drop --shape)")
-            overlap = check_overlap(DEFAULT_OVERLAP if self.overlap is None else self.overlap,
-                                    ShapeSpec(info.tile, info.tile))
-            source = {"source": str(self.quantized), "sha256": sha256_file(self.quantized)}
-            output = self.output_path(info.scale, precision)
-            say(f"exporting the int8 {info.method.upper()} program {self.quantized} to {self.target} ...")
-            result = export_quantized(program, info, self.target, output, overlap, source, log=say)
+        overlap = DEFAULT_OVERLAP if self.overlap is None else self.overlap
+        if precision == "int8":
+            program, info, source = self._int8(shape, say)
+            if self.scale is not None and info.lmfn_config.scale != self.scale:
+                raise ExportError(f"{source['source']} is x{info.lmfn_config.scale}, but --scale is {self.scale}")
+            (example,) = program.example_inputs[0]
+            overlap = check_overlap(overlap, ShapeSpec(int(example.shape[2]), int(example.shape[3])))
+            output = self.output_path(info.lmfn_config.scale, precision)
+            say(f"exporting the int8 {info.method.upper()} program to {self.target} ...")
+            result = export_quantized(program, info, self.target, output, overlap, source, say, self.verify)
         else:
             model, weights = load_model(self.scale, self.weights, self.random_init, **self.overrides)
             output = self.output_path(model.config.scale, precision)
@@ -361,11 +382,33 @@ class ExportRequest:
 
                 default_photos()  # fails now, not after the conversion, without scikit-image
             say(f"exporting lmfn_x{model.config.scale} ({weights.source}) to {self.target} {precision} ...")
-            result = export(model, self.target, output, shape, precision,
-                            DEFAULT_OVERLAP if self.overlap is None else self.overlap, weights, self.verify, say)
+            result = export(model, self.target, output, shape, precision, overlap, weights, self.verify, say)
         if self.android is not None:
             from .android import install_android
 
             assets = install_android(result, self.android)
             say(f"installed lmfn.pte and lmfn.json into {assets}")
         return result
+
+    def _int8(self, shape: ShapeSpec, say: Log):
+        """``(program, info, source record)`` of the int8 program to lower: a .pt2 as it is, or
+        one built at ``shape`` from int8 parameters (``--quantized P.safetensors``, or the
+        parameters the package embeds for ``--scale``)."""
+        if self._from_program():
+            from .quantized import QuantizedProgramError, load_quantized
+
+            program, info = load_quantized(self.quantized)
+            if self.shape is not None and shape != ShapeSpec(info.tile, info.tile):
+                raise QuantizedProgramError(f"{self.quantized} was exported at a {info.tile}x{info.tile} tile; "
+                                            f"--shape {self.shape} cannot change it (drop --shape)")
+            return program, info, {"source": str(self.quantized), "sha256": sha256_file(self.quantized)}
+        from .int8 import default_int8_params_path, int8_program
+
+        if self.quantized is not None:
+            path, source = Path(self.quantized), str(self.quantized)
+        else:
+            path = default_int8_params_path(self.scale or 4)
+            source = f"embedded:{path.name}"
+        say(f"building the int8 program at {shape} from {source} ...")
+        program, info = int8_program(path, shape)
+        return program, info, {"source": source, "sha256": sha256_file(path)}

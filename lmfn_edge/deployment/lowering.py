@@ -172,7 +172,7 @@ def convert_coreml(
     input_name: str = "lr",
     output_name: str = "sr",
 ):
-    """Convert to a Core ML ML program (iOS 17+), fp32 output in both precisions.
+    """Convert to a Core ML ML program (iOS 17+), fp32 input and output in every precision.
 
     The input and output stay float32 tensors in [0, 1] so the program is a drop-in for the
     .pte; with ``fp16`` the compute runs in half precision (what the Neural Engine executes).
@@ -181,8 +181,10 @@ def convert_coreml(
     import coremltools as ct
     import numpy as np
 
-    if precision not in ("fp16", "fp32"):
-        raise ExportError(f"Core ML supports fp16 and fp32 here, not {precision!r}")
+    if precision not in ("fp16", "fp32", "int8"):
+        raise ExportError(f"Core ML supports fp16, fp32 and int8 here, not {precision!r}")
+    # int8: a converted q/dq program keeps its quantize/dequantize pairs (weights become
+    # constexpr_affine_dequantize), so W8A8 runs with fp32 compute between them.
     compute = ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32
     with console.third_party():  # coremltools' progress bars
         return ct.convert(

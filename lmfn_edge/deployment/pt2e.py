@@ -166,8 +166,11 @@ def convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
     return pt2e.allow_exported_model_train_eval(quantize_pt2e.convert_pt2e(model))
 
 
-def export_converted(converted: torch.fx.GraphModule, tile: int) -> torch.export.ExportedProgram:
-    """``torch.export`` of a converted model at one ``tile x tile`` LR input, batch 1: the program
-    :func:`lmfn_edge.deployment.save_quantized` writes and ``export --quantized`` lowers."""
-    check_tile(tile)
-    return torch.export.export(converted, (torch.rand(1, 3, tile, tile),))
+def export_converted(converted: torch.fx.GraphModule, height: int, width: int | None = None) -> torch.export.ExportedProgram:
+    """``torch.export`` of a converted model at one ``height x width`` LR input (square when
+    ``width`` is omitted), batch 1: what ``export --precision int8`` lowers and
+    :func:`lmfn_edge.deployment.save_quantized` writes."""
+    width = height if width is None else width
+    check_tile(height)
+    check_tile(width)
+    return torch.export.export(converted, (torch.rand(1, 3, height, width),))

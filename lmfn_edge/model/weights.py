@@ -52,7 +52,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], LMFNConfig,
         raise WeightsError(f"weights file not found: {path}")
     try:
         data = path.read_bytes()
-        meta = _metadata(data)
+        meta = safetensors_metadata(data)
         state = load(data)
     except (SafetensorError, ValueError, OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -66,7 +66,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], LMFNConfig,
     return state, config, meta
 
 
-def _metadata(data: bytes) -> dict[str, str]:
+def safetensors_metadata(data: bytes) -> dict[str, str]:
     # safetensors' torch loader drops the metadata; the header is a length-prefixed JSON object.
     n = int.from_bytes(data[:8], "little")
     if len(data) < 8 or n > len(data) - 8:

@@ -1,0 +1,209 @@
+"""Int8 parameters: an int8 LMFN as data (safetensors), from which a program of any shape is built.
+
+A QAT run (``quantization/``) ends with a PT2E-prepared graph of the deploy form whose state is
+everything int8 needs: the QAT-tuned float weights, and per fake-quant its frozen scale, zero
+point and observed range. :func:`save_int8_params` writes that state as safetensors with the
+LMFN config and where it came from in the metadata (format ``lmfn-edge-int8``); nothing in it
+is pickled, and it is a fraction of a fixed program's size. :func:`int8_program` rebuilds the
+prepared graph from the config (:func:`lmfn_edge.deployment.pt2e.prepare`), loads the state
+(strictly: the same keys and shapes, so parameters made for another deploy form or another
+torch release are one clear error rather than a wrong program), freezes the observers,
+converts, and exports at the requested fixed shape, any multiple of 8 from 16 (the captured
+graph's grid). The package embeds such a file per scale (``lmfn_edge/weights/``), so
+``python -m lmfn_edge.export --precision int8`` needs no data and no QAT run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..manifest import DYNAMIC_MULTIPLE, MIN_DYNAMIC, ShapeSpec, package_versions
+
+__all__ = ["FORMAT", "Int8Info", "Int8ParamsError", "default_int8_params_path", "int8_program", "load_int8_params",
+           "save_int8_params"]
+
+FORMAT = "lmfn-edge-int8"
+VERSION = 1
+_RESIZED_ON_LOAD = (".min_val", ".max_val", ".scale", ".zero_point")
+
+
+class Int8ParamsError(UsageError):
+    """Int8 parameters that are missing, malformed, or do not fit this SDK's int8 graph."""
+
+
+@dataclass
+class Int8Info:
+    """What an int8 parameters file records besides its tensors.
+
+    Attributes:
+        config: The LMFN architecture (``LMFNConfig.to_dict()``).
+        method: ``qat`` (or ``ptq``).
+        weights: ``{"source", "sha256"}`` of the float weights the parameters were tuned from.
+        details: Method facts (QAT steps and schedule).
+        packages: Package versions that produced the file.
+    """
+
+    config: dict
+    method: str = "qat"
+    weights: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+    packages: dict = field(default_factory=package_versions)
+
+    @property
+    def lmfn_config(self):
+        from ..model import LMFNConfig
+
+        try:
+            return LMFNConfig.from_dict(self.config)
+        except (ValueError, TypeError) as exc:
+            raise Int8ParamsError(f"invalid LMFN config {self.config!r}: {exc}") from None
+
+    def metadata(self) -> dict[str, str]:
+        return {"format": FORMAT, "version": str(VERSION), "lmfn_config": json.dumps(self.config),
+                "method": self.method, "weights": json.dumps(self.weights), "details": json.dumps(self.details),
+                "packages": json.dumps(self.packages)}
+
+
+def default_int8_params_path(scale: int) -> Path:
+    """The int8 parameters the package embeds for ``lmfn_x{scale}``."""
+    path = Path(str(resources.files("lmfn_edge") / "weights" / f"lmfn_x{scale}_int8.safetensors"))
+    if not path.is_file():
+        raise Int8ParamsError(f"no embedded int8 parameters for lmfn_x{scale} (expected {path})")
+    return path
+
+
+def save_int8_params(prepared, path: str | Path, info: Int8Info) -> None:
+    """Write a prepared (QAT) graph's state and ``info``, atomically."""
+    from safetensors.torch import save
+
+    from ..io import atomic_write_bytes
+
+    state = {k: v.detach().clone().contiguous().cpu() for k, v in prepared.state_dict().items()}
+    atomic_write_bytes(path, save(state, metadata=info.metadata()))
+
+
+def read_int8_params(path: str | Path) -> tuple[dict, Int8Info]:
+    """The tensors and the info of an int8 parameters file, with one-line errors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    from ..model.weights import safetensors_metadata
+
+    path = Path(path)
+    if not path.is_file():
+        raise Int8ParamsError(f"int8 parameters not found: {path}")
+    try:
+        data = path.read_bytes()
+        meta = safetensors_metadata(data)
+        state = load(data)
+    except (SafetensorError, ValueError, OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise Int8ParamsError(f"{path} is not a valid safetensors file ({first})") from None
+    if meta.get("format") != FORMAT or meta.get("version") != str(VERSION):
+        raise Int8ParamsError(f"{path} is not lmfn-edge int8 parameters (format {meta.get('format')!r}, version "
+                              f"{meta.get('version')!r}; expected {FORMAT!r} version {VERSION})")
+    try:
+        info = Int8Info(config=json.loads(meta["lmfn_config"]), method=meta.get("method", ""),
+                        weights=json.loads(meta.get("weights", "{}")), details=json.loads(meta.get("details", "{}")),
+                        packages=json.loads(meta.get("packages", "{}")))
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise Int8ParamsError(f"{path} has malformed metadata ({exc})") from None
+    info.lmfn_config  # noqa: B018  (validates the architecture)
+    return state, info
+
+
+def load_int8_params(path: str | Path) -> tuple[Any, Int8Info]:
+    """The prepared int8 graph of a parameters file, observers frozen, in eval mode."""
+    import torch
+
+    from ..model import LMFN
+    from .pt2e import prepare, pt2e_modules
+
+    state, info = read_int8_params(path)
+    prepared = prepare(LMFN(info.lmfn_config), qat=True)
+    own = prepared.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    # Observer ranges and fake-quant scales start empty (per-channel) and are resized on load.
+    shapes = sorted(k for k in set(own) & set(state)
+                    if own[k].shape != state[k].shape and not k.endswith(_RESIZED_ON_LOAD))
+    if missing or unexpected or shapes:
+        detail = "; ".join(f"{what} {names[:2]}" for what, names in
+                           (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)) if names)
+        raise Int8ParamsError(f"{path} does not fit this SDK's int8 graph ({detail}); it was made for another deploy "
+                              "form or torch release: regenerate it with python -m quantization.qat")
+    with torch.no_grad():
+        prepared.load_state_dict(state)
+    _, pt2e, _ = pt2e_modules()
+    prepared.apply(pt2e.disable_observer)
+    prepared.eval()
+    return prepared, info
+
+
+def check_int8_shape(shape: ShapeSpec) -> ShapeSpec:
+    """Int8 programs are built at a fixed shape on the captured graph's grid."""
+    if shape.dynamic or any(side < MIN_DYNAMIC or side % DYNAMIC_MULTIPLE for side in (shape.height, shape.width)):
+        raise Int8ParamsError(f"int8 programs take a fixed --shape with sides that are multiples of {DYNAMIC_MULTIPLE}"
+                              f", at least {MIN_DYNAMIC} (the int8 graph's grid), got {shape}")
+    return shape
+
+
+def int8_program(params: str | Path, shape: ShapeSpec):
+    """``(ExportedProgram, Int8Info)``: the converted q/dq program at ``shape`` (batch 1)."""
+    from .pt2e import convert, export_converted
+
+    check_int8_shape(shape)
+    prepared, info = load_int8_params(params)
+    return export_converted(convert(prepared), shape.height, shape.width), info
+
+
+# --- golden outputs of the embedded parameters ------------------------------------------------
+
+GOLDEN_PATH = Path(str(resources.files("lmfn_edge") / "data" / "int8_golden.json"))
+GOLDEN_SIDE = 16  # LR side of the golden input: the smallest int8 shape, quick to build
+
+
+def golden_input(side: int = GOLDEN_SIDE):
+    """A fixed smooth-plus-edges RGB image in [0, 1], shape ``(1, 3, side, side)``.
+
+    Built from integers and float64 cosines rounded to uint8 levels, so it does not depend on a
+    random generator or the torch release."""
+    import numpy as np
+    import torch
+
+    y, x = np.mgrid[0:side, 0:side].astype(np.float64)
+    planes = [0.5 + 0.35 * np.cos(0.45 * x + 0.8 * c) * np.cos(0.3 * y - 0.5 * c) + 0.15 * ((x + 2 * y + c) % 7 > 3)
+              for c in range(3)]
+    levels = np.clip(np.round(np.stack(planes) * 255), 0, 255) / 255
+    return torch.from_numpy(levels.astype(np.float32))[None]
+
+
+def output_step(program) -> float:
+    """The output's int8 step: the scale of the last dequantize (the pixel shuffle only moves values)."""
+    graph = program.graph
+    (node,) = next(n for n in graph.nodes if n.op == "output").args[0]
+    while "dequantize_per_tensor" not in str(node.target):
+        if not node.args:
+            raise Int8ParamsError("the int8 program's output has no dequantize before it")
+        node = node.args[0]
+    return float(node.args[1])
+
+
+def output_codes(program, x) -> tuple[Any, float]:
+    """``(codes, step)``: the program's output on ``x`` in units of its output int8 step."""
+    import torch
+
+    step = output_step(program)
+    with torch.no_grad():
+        out = program.module()(x)
+    return torch.round(out / step).to(torch.int16), step
+
+
+def read_golden(path: str | Path = GOLDEN_PATH) -> dict:
+    """``{scale: {"params_sha256", "side", "step", "shape", "codes"}}`` as stored (codes: base64 int16)."""
+    data = json.loads(Path(path).read_text())
+    return {int(k): v for k, v in data["scales"].items()}
