@@ -46,7 +46,7 @@ public class ModelSmokeTest {
         int t = m.tile;
         int s = m.scale;
         float[] in = ramps(t, t);
-        try (ExecuTorchTileRunner runner = new ExecuTorchTileRunner(files.pte.getAbsolutePath(), s)) {
+        try (ExecuTorchTileRunner runner = new ExecuTorchTileRunner(files.pte.getAbsolutePath(), s, t)) {
             float[] out = runner.run(in, t, t); // the runner checks the 1x3x(s*t)x(s*t) shape
             assertEquals(3 * s * t * s * t, out.length);
             double inMean = 0;
@@ -75,7 +75,7 @@ public class ModelSmokeTest {
         for (int i = 0; i < argb.length; i++) {
             argb[i] = 0xFF000000 | ((i * 7) & 0xFF) << 16 | ((i / w) & 0xFF) << 8 | 0x80;
         }
-        try (ExecuTorchTileRunner runner = new ExecuTorchTileRunner(files.pte.getAbsolutePath(), m.scale)) {
+        try (ExecuTorchTileRunner runner = new ExecuTorchTileRunner(files.pte.getAbsolutePath(), m.scale, m.tile)) {
             int[] out = TiledUpscaler.forManifest(runner, m).upscale(argb, w, h);
             assertEquals(m.scale * w * m.scale * h, out.length);
             for (int p : out) {

@@ -35,12 +35,22 @@ public final class ImageTensors {
      */
     public static float[] argbWindowToChw(int[] argb, int imageWidth, int y0, int x0, int h, int w,
                                           int outH, int outW) {
+        return argbWindowToChw(argb, imageWidth, y0, x0, h, w, outH, outW, null);
+    }
+
+    /**
+     * As {@link #argbWindowToChw(int[], int, int, int, int, int, int, int)}, written into
+     * {@code into} when it has exactly {@code 3 * outH * outW} values (so a tiler reuses one
+     * buffer for every tile), else into a new array.
+     */
+    public static float[] argbWindowToChw(int[] argb, int imageWidth, int y0, int x0, int h, int w,
+                                          int outH, int outW, float[] into) {
         if (h < 1 || w < 1 || outH < h || outW < w) {
             throw new IllegalArgumentException(
                     "bad window " + h + "x" + w + " padded to " + outH + "x" + outW);
         }
         int plane = outH * outW;
-        float[] chw = new float[3 * plane];
+        float[] chw = into != null && into.length == 3 * plane ? into : new float[3 * plane];
         for (int y = 0; y < outH; y++) {
             int row = (y0 + Math.min(y, h - 1)) * imageWidth + x0;
             for (int x = 0; x < outW; x++) {

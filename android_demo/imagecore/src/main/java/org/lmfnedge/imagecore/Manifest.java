@@ -32,7 +32,7 @@ public final class Manifest {
     private static final Map<String, List<String>> PRECISIONS = Map.of(
             "xnnpack", List.of("fp32", "int8"),
             "portable", List.of("fp32"),
-            "coreml", List.of("fp16", "fp32"),
+            "coreml", List.of("fp16", "fp32", "int8"),
             "executorch-coreml", List.of("fp16"),
             "torchscript", List.of("fp32"));
     private static final List<String> RUNNABLE_TARGETS = List.of("xnnpack", "portable");

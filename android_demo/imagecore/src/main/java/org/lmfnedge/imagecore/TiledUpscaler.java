@@ -101,6 +101,9 @@ public final class TiledUpscaler {
         List<TilePlan.Tile> tiles = TilePlan.plan(height, width, tile, overlap);
         Blend.Band band = new Blend.Band(s * Math.min(tile, height), outW);
         int[] rowBuffer = new int[EMIT_ROWS * outW];
+        // Tiles padded to the program's fixed shape all have one size: one input buffer serves
+        // them all (the runner must not keep it between calls).
+        float[] input = padToTile ? new float[3 * tile * tile] : null;
         int done = 0;
         int i = 0;
         while (i < tiles.size()) {
@@ -114,7 +117,8 @@ public final class TiledUpscaler {
                 TilePlan.Tile t = tiles.get(i);
                 int ph = padToTile ? Math.max(t.height(), tile) : t.height();
                 int pw = padToTile ? Math.max(t.width(), tile) : t.width();
-                float[] in = ImageTensors.argbWindowToChw(argb, width, t.y0, t.x0, t.height(), t.width(), ph, pw);
+                float[] in = ImageTensors.argbWindowToChw(argb, width, t.y0, t.x0, t.height(), t.width(), ph, pw,
+                        input);
                 long start = System.nanoTime();
                 float[] out = runner.run(in, ph, pw);
                 long runNanos = System.nanoTime() - start;

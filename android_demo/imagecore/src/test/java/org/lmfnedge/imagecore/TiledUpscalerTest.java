@@ -41,6 +41,21 @@ public class TiledUpscalerTest {
         }
     }
 
+    @Test
+    public void fixedShapeTilesShareOneInputBuffer() {
+        final Set<Integer> buffers = new HashSet<>();
+        Nearest nearest = new Nearest(2);
+        TileRunner recording = (chw, h, w) -> {
+            buffers.add(System.identityHashCode(chw));
+            return nearest.run(chw, h, w);
+        };
+        int[] argb = randomArgb(23 * 17, 5);
+        int[] out = new TiledUpscaler(recording, 2, 8, 2, true).upscale(argb, 23, 17);
+        assertTrue(nearest.calls > 4);
+        assertEquals("one buffer for every tile", 1, buffers.size());
+        assertArrayEquals(nearestReference(argb, 23, 17, 2), out);
+    }
+
     static int[] randomArgb(int n, long seed) {
         Random random = new Random(seed);
         int[] argb = new int[n];
