@@ -1,7 +1,8 @@
 """python -m lmfn_edge.bench: latency and peak memory of eager, .pte and ONNX Runtime, side by side.
 
 Each runtime runs in its own worker process, in turns; read the ratios, which are measured side
-by side (see :mod:`lmfn_edge.evaluation.latency`).
+by side (see :mod:`lmfn_edge.evaluation.latency`). ``--profile P.pte`` prints where one
+program's time goes instead, per operator (:mod:`lmfn_edge.evaluation.profile`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=cli.int_at_least(0), default=2, help="untimed runs per worker (default 2)")
     p.add_argument("--jobs", default=",".join(JOBS), help=f"comma-separated, from {', '.join(JOBS)} (default: all)")
     p.add_argument("--int8-pte", nargs=2, action="append", metavar=("JOB", "PTE"), help="an int8 .pte for a job")
+    p.add_argument("--profile", metavar="PTE", help="instead: a per-operator table of this .pte (ExecuTorch etdump), "
+                                                    "--repeats timed runs after --warmup at --threads")
+    p.add_argument("--top", type=cli.int_at_least(1), default=20, help="operators listed by --profile (default 20)")
     cli.add_json(p)
     p.add_argument("--worker", choices=RUNNERS, help=argparse.SUPPRESS)
     p.add_argument("--job", choices=tuple(JOBS), help=argparse.SUPPRESS)
@@ -46,6 +50,16 @@ def _run(args: argparse.Namespace) -> int:
                          int8_pte=dict(args.int8_pte or []))
     if args.worker:
         print(json.dumps(worker(args.worker, args.job, args.artifact, config)))
+        return 0
+    if args.profile:
+        from .evaluation.profile import profile_pte
+
+        if args.json:
+            check_output(args.json, inputs=(args.profile,), flag="--json")
+        profile = profile_pte(args.profile, args.threads, args.repeats, args.warmup)
+        print(profile.markdown(args.top))
+        if args.json:
+            atomic_write_text(args.json, json.dumps(profile.to_dict(), indent=2) + "\n")
         return 0
     if args.json:
         check_output(args.json, inputs=(args.weights, *config.int8_pte.values()), flag="--json")

@@ -50,3 +50,28 @@ def test_peak_rss_is_this_process_s_own():
             "print(peak_rss_mb())'], capture_output=True, text=True).stdout)")
     child_mb = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert 0 < child_mb < 400
+
+
+def test_profile_lists_the_program_s_operators(tmp_path, capfd, fixed_pte):
+    import json
+
+    _, result = fixed_pte
+    out = tmp_path / "profile.json"
+    assert bench.main(["--profile", str(result.path), "--repeats", "2", "--warmup", "1", "--threads", "1", "--top", "3",
+                       "--json", str(out)]) == 0
+    captured = capfd.readouterr()
+    text = captured.out
+    data = json.loads(out.read_text())
+    ops = data["operators"]
+    # The tiny program's convolutions run as XNNPACK kernels, and every operator call of a run is counted once.
+    assert any(op["name"].startswith("Convolution (NHWC, F32)") for op in ops)
+    assert data["runs"] == 2 and data["execute_ms"] > 0 and all(op["ms"] >= 0 and op["calls"] >= 1 for op in ops)
+    assert sum(op["ms"] for op in ops) <= data["execute_ms"] * 1.05  # operators run inside one execute
+    assert f"({len(ops) - 3} more)" in text and "| operator | calls | ms | share |" in text
+    assert "cpuinfo" not in captured.err  # third-party lines only with --verbose
+
+
+def test_int8_job_input_is_padded_to_the_int8_grid():
+    from lmfn_edge.evaluation.latency import int8_input
+
+    assert int8_input("720p_x4") == (184, 320) and int8_input("tile128") == (128, 128)
