@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_scale(p, required=True)
     p.add_argument("--data", nargs="+", required=True, help="benchmark folders (HR/ + LR_bicubic/X{s}/, or HR only)")
     p.add_argument("--methods", default="bicubic,eager",
-                   help="comma-separated: bicubic, eager, deploy, pte:PATH, coreml:PATH (default bicubic,eager)")
+                   help="comma-separated: bicubic, eager, deploy, eager:W.safetensors (other weights in the same "
+                        "table), pte:PATH, coreml:PATH (default bicubic,eager)")
     cli.add_weights(p, "float weights for eager/deploy (default: the embedded weights)")
     p.add_argument("--crop", type=cli.int_at_least(0), help="border pixels excluded from the metrics (default: the scale)")
     cli.add_json(p, "every score")

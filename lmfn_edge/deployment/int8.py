@@ -29,7 +29,19 @@ __all__ = ["FORMAT", "Int8Info", "Int8ParamsError", "default_int8_params_path", 
 
 FORMAT = "lmfn-edge-int8"
 VERSION = 1
-_RESIZED_ON_LOAD = (".min_val", ".max_val", ".scale", ".zero_point")
+_RESIZED_ON_LOAD = (".min_val", ".max_val")
+# Not stored: what the config rebuilds (the deploy form's fixed one-hot and shift tensors) and
+# what a frozen fake-quant derives from its observed range (scale, zero point, flags, eps).
+# A converted program depends on the observed ranges only (``calculate_qparams``).
+_FAKE_QUANT_DERIVED = (".scale", ".zero_point", ".eps", ".fake_quant_enabled", ".observer_enabled")
+_DEPLOY_CONSTANTS = ("repeat_weight", "unfold_weight", "skew_weight", "shifts", "ones")
+
+
+def _derived(name: str) -> bool:
+    """A state entry the loader rebuilds rather than reads (see ``_FAKE_QUANT_DERIVED``)."""
+    if "activation_post_process" in name:
+        return name.endswith(_FAKE_QUANT_DERIVED)
+    return name.rsplit(".", 1)[-1] in _DEPLOY_CONSTANTS or name.startswith("_tensor_constant")
 
 
 class Int8ParamsError(UsageError):
@@ -83,7 +95,7 @@ def save_int8_params(prepared, path: str | Path, info: Int8Info) -> None:
 
     from ..io import atomic_write_bytes
 
-    state = {k: v.detach().clone().contiguous().cpu() for k, v in prepared.state_dict().items()}
+    state = {k: v.detach().clone().contiguous().cpu() for k, v in prepared.state_dict().items() if not _derived(k)}
     atomic_write_bytes(path, save(state, metadata=info.metadata()))
 
 
@@ -125,9 +137,10 @@ def load_int8_params(path: str | Path) -> tuple[Any, Int8Info]:
     from .pt2e import prepare, pt2e_modules
 
     state, info = read_int8_params(path)
+    state = {k: v for k, v in state.items() if not _derived(k)}  # rebuilt below, whatever a file holds
     prepared = prepare(LMFN(info.lmfn_config), qat=True)
     own = prepared.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    missing, unexpected = sorted(k for k in set(own) - set(state) if not _derived(k)), sorted(set(state) - set(own))
     # Observer ranges and fake-quant scales start empty (per-channel) and are resized on load.
     shapes = sorted(k for k in set(own) & set(state)
                     if own[k].shape != state[k].shape and not k.endswith(_RESIZED_ON_LOAD))
@@ -137,9 +150,15 @@ def load_int8_params(path: str | Path) -> tuple[Any, Int8Info]:
         raise Int8ParamsError(f"{path} does not fit this SDK's int8 graph ({detail}); it was made for another deploy "
                               "form or torch release: regenerate it with python -m quantization.qat")
     with torch.no_grad():
-        prepared.load_state_dict(state)
-    _, pt2e, _ = pt2e_modules()
-    prepared.apply(pt2e.disable_observer)
+        prepared.load_state_dict(state, strict=False)  # the derived entries keep the fresh graph's values
+        _, pt2e, _ = pt2e_modules()
+        prepared.apply(pt2e.disable_observer)
+        for module in prepared.modules():
+            if hasattr(module, "calculate_qparams") and hasattr(module, "fake_quant_enabled"):
+                scale, zero_point = module.calculate_qparams()
+                module.scale.resize_(scale.shape).copy_(scale)
+                module.zero_point.resize_(zero_point.shape).copy_(zero_point)
+                module.fake_quant_enabled[0] = 1
     prepared.eval()
     return prepared, info
 
