@@ -77,7 +77,7 @@ def test_build_refuses_a_picture_whose_pixels_differ(tmp_path, monkeypatch):
     save_image(root / file, np.full((8, 8, 3), 7, np.uint8))
     manifest = {"packages": {package: {"copyright": f"usr/share/doc/{package}/copyright"}},
                 "photos": [{"name": "x", "package": package, "file": file, "license": "CC0-1.0",
-                            "source_sha256": "0" * 64, "sha256": "0" * 64, "split": "train"}]}
+                            "source_sha256": "0" * 64, "sha256": "0" * 64, "split": "train", "textured": 0.5}]}
     monkeypatch.setattr(corpus, "fetch", lambda work, packages: {package: root})
     with pytest.raises(corpus.CorpusError, match="pixels differ from the manifest"):
         corpus.build(tmp_path / "out", tmp_path, manifest, progress=False)

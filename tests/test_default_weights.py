@@ -20,7 +20,7 @@ def test_embedded_weights_load_with_paper_config(scale):
     _, config, meta = read_weights(path)
     assert (config.scale, config.channels, config.num_blocks, config.pattern, config.kernel_size) == (
         scale, 56, 8, "LMILMILM", 9)
-    assert int(meta["training_steps"]) > 0 and "skimage" in meta["train_config"]
+    assert int(meta["training_steps"]) > 0 and json.loads(meta["train_config"])["data_roots"]
     model = create_model(f"lmfn_x{scale}", pretrained=True)
     assert not model.training
     from skimage.data import astronaut
@@ -38,13 +38,18 @@ def test_pretrained_refuses_overrides():
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_embedded_weights_trained_on_the_training_split_only(scale):
+    # Every file carries the SHA-256 of the images it was trained on (training.release): the
+    # scikit-image training side, and for weights v2 the open photo corpus's (training/corpus.json).
+    from training import corpus
     from training.skimage_photos import load_manifest
 
     _, _, meta = read_weights(default_weights_path(f"lmfn_x{scale}"))
     trained = {e["sha256"] for e in json.loads(meta["train_images"])}
-    manifest = load_manifest()
-    assert trained == {e["sha256"] for e in manifest["train"]}
-    assert not trained & {e["sha256"] for e in manifest["heldout"]}
+    skimage, photos = load_manifest(), corpus.load_manifest()["photos"]
+    allowed = {e["sha256"] for e in skimage["train"]} | {e["sha256"] for e in photos if e["split"] == "train"}
+    held_out = {e["sha256"] for e in skimage["heldout"]} | {e["sha256"] for e in photos if e["split"] == "heldout"}
+    assert {e["sha256"] for e in skimage["train"]} <= trained <= allowed
+    assert not trained & held_out
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -60,3 +65,64 @@ def test_embedded_weights_beat_bicubic_on_a_held_out_photo(scale):
         sr = tensor_to_uint8(model(torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255))
     gain = psnr(sr, hr, crop_border=scale) - psnr(bicubic_upscale(lr, scale), hr, crop_border=scale)
     assert gain > 0.3, f"x{scale}: {gain:+.2f} dB over bicubic"
+
+
+# --- shipped int8 parameters (docs/quantization.md, "Shipped int8 parameters") ---------------
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_embedded_int8_parameters_come_from_the_embedded_float_weights(scale):
+    from lmfn_edge.deployment.int8 import default_int8_params_path, read_int8_params
+    from lmfn_edge.model.weights import sha256_file
+
+    path = default_int8_params_path(scale)
+    assert path.stat().st_size <= 2_300_000
+    _, info = read_int8_params(path)
+    assert info.method == "qat" and info.details["steps"] > 0
+    assert info.lmfn_config.scale == scale
+    # Regenerated whenever the float weights change (python -m quantization.int8_release refuses otherwise).
+    assert info.weights["sha256"] == sha256_file(default_weights_path(f"lmfn_x{scale}"))
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_embedded_int8_parameters_rebuild_their_golden_program(scale):
+    # A regression pin: the program the shipped parameters build today computes what it computed
+    # when they were shipped, within one output int8 step (a rounding flip in one fp32 island).
+    # That the int8 function is *right* is checked elsewhere: against the float model on held-out
+    # photos (docs/quantization.md) and the .pte against the q/dq program (test_quantization.py).
+    from lmfn_edge.deployment.int8 import default_int8_params_path, golden_input, int8_program, output_codes, read_golden
+    from lmfn_edge.manifest import ShapeSpec
+    from lmfn_edge.model.weights import sha256_file
+    from quantization.int8_release import golden_codes
+
+    entry = read_golden()[scale]
+    params = default_int8_params_path(scale)
+    assert entry["params_sha256"] == sha256_file(params), "regenerate with python -m quantization.int8_release"
+    program, _ = int8_program(params, ShapeSpec(entry["side"], entry["side"]))
+    codes, step = output_codes(program, golden_input(entry["side"]))
+    assert step == pytest.approx(entry["step"], rel=1e-6)
+    assert tuple(codes.shape) == (1, 3, entry["side"] * scale, entry["side"] * scale)
+    diff = np.abs(codes.numpy().astype(np.int32) - golden_codes(entry))
+    assert diff.max() <= 1 and diff.mean() < 0.01, (diff.max(), diff.mean())
+
+
+@pytest.mark.slow
+def test_embedded_int8_export_runs_the_golden_program(tmp_path):
+    # The one-flag int8 export of a fresh clone, lowered and run through ExecuTorch (~3 min).
+    from executorch.runtime import Runtime
+
+    from lmfn_edge.deployment.int8 import golden_input, read_golden
+    from lmfn_edge.export import main as export_main
+    from lmfn_edge.manifest import read_manifest
+    from quantization.int8_release import golden_codes
+
+    entry = read_golden()[2]
+    out = tmp_path / "x2_int8.pte"
+    assert export_main(["--target", "xnnpack", "--precision", "int8", "--scale", "2", "--shape",
+                        f"{entry['side']}x{entry['side']}", "--overlap", "4", "--output", str(out)]) == 0
+    manifest = read_manifest(out)
+    assert manifest.weights["source"] == "embedded:lmfn_x2_int8.safetensors"
+    assert manifest.delegation["subgraphs"] == 1 and manifest.delegation["non_delegated_compute_ops"] == {}
+    y = Runtime.get().load_program(str(out)).load_method("forward").execute([golden_input(entry["side"])])[0]
+    codes = torch.round(y / entry["step"]).numpy().astype(np.int32)
+    assert np.abs(codes - golden_codes(entry)).max() <= 2  # XNNPACK's requantization: see test_quantization.py
