@@ -101,21 +101,10 @@ def save_int8_params(prepared, path: str | Path, info: Int8Info) -> None:
 
 def read_int8_params(path: str | Path) -> tuple[dict, Int8Info]:
     """The tensors and the info of an int8 parameters file, with one-line errors."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
-    from ..model.weights import safetensors_metadata
+    from ..model.weights import read_safetensors
 
     path = Path(path)
-    if not path.is_file():
-        raise Int8ParamsError(f"int8 parameters not found: {path}")
-    try:
-        data = path.read_bytes()
-        meta = safetensors_metadata(data)
-        state = load(data)
-    except (SafetensorError, ValueError, OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise Int8ParamsError(f"{path} is not a valid safetensors file ({first})") from None
+    state, meta = read_safetensors(path, Int8ParamsError, "int8 parameters file")
     if meta.get("format") != FORMAT or meta.get("version") != str(VERSION):
         raise Int8ParamsError(f"{path} is not lmfn-edge int8 parameters (format {meta.get('format')!r}, version "
                               f"{meta.get('version')!r}; expected {FORMAT!r} version {VERSION})")

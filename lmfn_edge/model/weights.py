@@ -42,21 +42,28 @@ def save_weights(model: LMFN, path: str | Path, extra: dict[str, str] | None = N
     atomic_write_bytes(path, save(state, metadata=meta))
 
 
-def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], LMFNConfig, dict[str, str]]:
-    """Read tensors, config and metadata from a weights file, with one-line errors."""
+def read_safetensors(path: Path, error: type[Exception], what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and string metadata of a safetensors file; a missing or unreadable file raises
+    ``error`` with a one-line message naming ``what`` it should have been. Nothing is unpickled."""
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+        raise error(f"{what} not found: {path}")
     try:
         data = path.read_bytes()
         meta = safetensors_metadata(data)
         state = load(data)
     except (SafetensorError, ValueError, OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path} is not a valid safetensors weights file ({first})") from None
+        raise error(f"{path} is not a valid safetensors {what} ({first})") from None
+    return state, meta
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], LMFNConfig, dict[str, str]]:
+    """Read tensors, config and metadata from a weights file, with one-line errors."""
+    path = Path(path)
+    state, meta = read_safetensors(path, WeightsError, "weights file")
     if meta.get("format") != FORMAT or "lmfn_config" not in meta:
         raise WeightsError(f"{path} has no LMFN config in its metadata; not an lmfn-edge weights file")
     try:
