@@ -154,7 +154,8 @@ def test_cli_errors_are_one_line_before_any_work(tmp_path, capsys):
     for argv, message in [
         (("--random-init", "--shape", "13:40"), "invalid --shape"),
         (("--random-init", "--precision", "fp16"), "xnnpack does not support fp16"),
-        (("--random-init", "--precision", "int8"), "--precision int8 needs a quantized program"),
+        (("--random-init", "--precision", "int8"), "int8 programs are built from int8 parameters"),
+        (("--precision", "int8", "--shape", "20x20"), "multiples of 8"),
         (("--random-init", "--verify"), "--verify checks Core ML programs"),
         (("--random-init", "--shape", "7x7"), "--overlap 16 must be smaller than the tile (7x7)"),
         (("--random-init", "--target", "coreml", "--android", str(tmp_path)), "--android needs --target xnnpack"),
@@ -176,7 +177,7 @@ def test_request_checks_quantized_flags_before_reading_the_program(tmp_path):
         (ExportRequest(quantized=program, precision="fp32"), "--precision fp32 contradicts it"),
         (ExportRequest(quantized=program, weights="w.safetensors"), "drop --weights"),
         (ExportRequest(quantized=program, random_init=True), "drop --random-init"),
-        (ExportRequest(quantized=program, target="coreml"), "coreml does not support int8"),
+        (ExportRequest(quantized=program, target="portable"), "portable does not support int8"),
     ]:
         with pytest.raises(ExportError, match=message):
             request.check()
@@ -194,3 +195,14 @@ def test_int8_needs_export_quantized(tmp_path):
     with pytest.raises(ExportError, match="export_quantized"):
         export(tiny_model(2, **TINY_L), "xnnpack", tmp_path / "q.pte", precision="int8")
     assert not (tmp_path / "q.pte").exists()
+
+
+def test_android_installs_int8_by_default_and_fp32_for_the_user_s_float_models(tmp_path):
+    (tmp_path / "app").mkdir()
+    app = str(tmp_path)
+    assert ExportRequest(android=app).check()[1] == "int8"  # from the embedded int8 parameters
+    assert ExportRequest(android=app, precision="fp32").check()[1] == "fp32"
+    assert ExportRequest(android=app, random_init=True).check()[1] == "fp32"
+    assert ExportRequest(android=app, weights="w.safetensors").check()[1] == "fp32"
+    with pytest.raises(ExportError, match="drop --random-init"):
+        ExportRequest(android=app, random_init=True, precision="int8").check()

@@ -279,7 +279,7 @@ def test_pt2_that_is_not_a_program(tmp_path, capsys, tiny_pt2):
         {next(n for n in m if n.endswith("lmfn_config.json")): b'{"format": "lmfn-edge-quantized", "method": "qat",'
                                                                  b' "config": {"channels": 7}, "tile": 16}'}))
     refused(capsys, "export", "--quantized", bad_info, "--output", out, message="invalid LMFN config")
-    refused(capsys, "export", "--quantized", tmp_path, "--output", out, message="quantized program not found")
+    refused(capsys, "export", "--quantized", tmp_path, "--output", out, message="not found (int8 parameters .safetensors, or a .pt2 program)")
     refused(capsys, "export", "--quantized", tiny_pt2, "--scale", "4", "--output", out,
             message="is an x2 program, but --scale is 4")
     refused(capsys, "export", "--quantized", tiny_pt2, "--shape", "32x32", "--output", out,

@@ -317,7 +317,10 @@ class ExportRequest:
         What depends on the inputs (their scale, a program's tile, the output path) is checked
         by :meth:`run` once they are read, still before any lowering."""
         quantized = self.quantized is not None
-        default = "int8" if quantized or (self.android is not None and self.target == "xnnpack") else None
+        # --android ships int8 by default, from the embedded int8 parameters; float weights of the
+        # user's own (--weights, --random-init, overrides) have none, so those default to fp32.
+        floats = self.weights or self.random_init or any(self.overrides.values())
+        default = "int8" if quantized or (self.android is not None and self.target == "xnnpack" and not floats) else None
         precision = check_target(self.target, self.precision or default)
         if precision == "int8":
             clashes = [f for f, on in (("--weights", self.weights), ("--random-init", self.random_init),
@@ -367,8 +370,6 @@ class ExportRequest:
         overlap = DEFAULT_OVERLAP if self.overlap is None else self.overlap
         if precision == "int8":
             program, info, source = self._int8(shape, say)
-            if self.scale is not None and info.lmfn_config.scale != self.scale:
-                raise ExportError(f"{source['source']} is x{info.lmfn_config.scale}, but --scale is {self.scale}")
             (example,) = program.example_inputs[0]
             overlap = check_overlap(overlap, ShapeSpec(int(example.shape[2]), int(example.shape[3])))
             output = self.output_path(info.lmfn_config.scale, precision)
@@ -390,6 +391,10 @@ class ExportRequest:
             say(f"installed lmfn.pte and lmfn.json into {assets}")
         return result
 
+    def _check_scale(self, scale: int, what: str) -> None:
+        if self.scale is not None and scale != self.scale:
+            raise ExportError(f"{what.format(scale)}, but --scale is {self.scale}")
+
     def _int8(self, shape: ShapeSpec, say: Log):
         """``(program, info, source record)`` of the int8 program to lower: a .pt2 as it is, or
         one built at ``shape`` from int8 parameters (``--quantized P.safetensors``, or the
@@ -398,14 +403,19 @@ class ExportRequest:
             from .quantized import QuantizedProgramError, load_quantized
 
             program, info = load_quantized(self.quantized)
+            self._check_scale(info.lmfn_config.scale, f"{self.quantized} is an x{{}} program")
             if self.shape is not None and shape != ShapeSpec(info.tile, info.tile):
                 raise QuantizedProgramError(f"{self.quantized} was exported at a {info.tile}x{info.tile} tile; "
                                             f"--shape {self.shape} cannot change it (drop --shape)")
             return program, info, {"source": str(self.quantized), "sha256": sha256_file(self.quantized)}
-        from .int8 import default_int8_params_path, int8_program
+        from .int8 import default_int8_params_path, int8_program, read_int8_params
 
         if self.quantized is not None:
             path, source = Path(self.quantized), str(self.quantized)
+            if not path.is_file():
+                raise ExportError(f"--quantized {path}: not found (int8 parameters .safetensors, or a .pt2 program)")
+            _, info = read_int8_params(path)  # the metadata: fails before the program is built
+            self._check_scale(info.lmfn_config.scale, f"{path} holds x{{}} int8 parameters")
         else:
             path = default_int8_params_path(self.scale or 4)
             source = f"embedded:{path.name}"
