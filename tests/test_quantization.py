@@ -293,6 +293,7 @@ def test_qat_writes_int8_parameters_that_rebuild_its_program_at_any_shape(straig
         assert wide.module()(torch.rand(1, 3, 16, 40)).shape == (1, 3, 32, 80)
 
 
+@pytest.mark.slow  # lowers an int8 program (~50 s); the refusals below run in the suite
 def test_export_builds_int8_programs_from_parameters(straight, workspace, capsys):
     from executorch.runtime import Runtime
 
@@ -314,6 +315,10 @@ def test_export_builds_int8_programs_from_parameters(straight, workspace, capsys
         ref = program.module()(x)
     step = output_step(program)
     assert (out_pte - ref).abs().max().item() <= 2 * step + 1e-6
+
+
+def test_int8_export_from_parameters_refuses_bad_shapes_and_float_flags(straight, workspace, capsys):
+    params = straight / "lmfn_x2_int8.safetensors"
     for argv, message in [(["--precision", "int8", "--quantized", str(params), "--shape", "20x20"], "multiples of 8"),
                           (["--precision", "int8", "--quantized", str(params), "--shape", "16:64"], "multiples of 8"),
                           (["--precision", "int8", "--weights", str(workspace / "w.safetensors")], "drop --weights")]:
