@@ -15,7 +15,9 @@ from pathlib import Path
 from lmfn_edge.manifest import DEFAULT_TILE, DYNAMIC_MULTIPLE
 from training.config import ConfigError, LoopConfig, load_config
 
-__all__ = ["ConfigError", "QATConfig", "load_qat_config"]
+__all__ = ["ConfigError", "QATConfig", "RELEASES", "load_qat_config"]
+
+RELEASES = ("ema", "raw")
 
 
 @dataclass
@@ -31,6 +33,9 @@ class QATConfig(LoopConfig):
         freeze_observers_at: Step from which scales and zero points are frozen (the weights keep
             training against fixed grids); at least 1 so the observers see data first.
         tile: LR side of the exported int8 program (batch 1), a multiple of 8.
+        release: Which weights the last step writes: ``ema`` (the EMA's, the default; the raw
+            weights when ``ema_decay`` is 0) or ``raw`` (the live model's, whatever the EMA).
+            ``--resume --set release=raw`` on a finished run writes them again from its checkpoint.
 
     Changed defaults: ``patch_size`` 48 and ``tile`` must be multiples of 8 (the captured
     graph's H/W grid); ``learning_rate`` 1e-4, far below the float recipe's 5e-3, since QAT
@@ -42,6 +47,7 @@ class QATConfig(LoopConfig):
     weights: str = ""
     freeze_observers_at: int = 2000
     tile: int = DEFAULT_TILE
+    release: str = "ema"
     batch_size: int = 16
     iterations: int = 4000
     learning_rate: float = 1e-4
@@ -56,6 +62,8 @@ class QATConfig(LoopConfig):
             raise ConfigError(f"scale must be 2, 3 or 4, got {self.scale}")
         if self.freeze_observers_at < 1:
             raise ConfigError(f"freeze_observers_at must be >= 1, got {self.freeze_observers_at}")
+        if self.release not in RELEASES:
+            raise ConfigError(f"release must be one of {', '.join(RELEASES)}, got {self.release!r}")
         for name in ("patch_size", "tile"):
             value = getattr(self, name)
             if value < 16 or value % DYNAMIC_MULTIPLE:

@@ -9,7 +9,7 @@ adapt to fixed grids. LMFN has no BatchNorm, so there are no BN statistics to fr
 averages parameters only; the quantization state (scales, zero points) is the live model's,
 which is frozen by the time the EMA has forgotten the early steps.
 
-At the last step the EMA model is saved twice: as int8 parameters
+At the last step the EMA model (or, with ``release = "raw"``, the live one) is saved twice: as int8 parameters
 (``lmfn_x{s}_int8.safetensors``, :mod:`lmfn_edge.deployment.int8`: the prepared graph's weights
 and frozen quantization state, from which ``python -m lmfn_edge.export --precision int8
 --quantized X.safetensors`` builds a program of any shape, and which the package embeds as its
@@ -132,9 +132,11 @@ class QATTrainer(Trainer):
 
     def finish(self, model: nn.Module, ema: nn.Module, summary: dict[str, Any], val_images) -> None:
         config = self.config
-        final = _final_model(model, ema, use_ema=config.ema_decay > 0).cpu()
+        use_ema = config.ema_decay > 0 and config.release == "ema"
+        final = _final_model(model, ema, use_ema=use_ema).cpu()
         details = {"steps": summary["step"], "freeze_observers_at": config.freeze_observers_at,
-                   "ema_decay": config.ema_decay, "learning_rate": config.learning_rate,
+                   "ema_decay": config.ema_decay, "released": "ema" if use_ema else "raw",
+                   "learning_rate": config.learning_rate,
                    "batch_size": config.batch_size, "patch_size": config.patch_size}
         params = self.output.with_name(f"{model_name(self.scale)}_int8.safetensors")
         save_int8_params(final, params, Int8Info(self.float_model.config.to_dict(), self.kind, self.weights.to_dict(),

@@ -159,6 +159,29 @@ def test_qat_resume_is_exact(straight, workspace):
             torch.testing.assert_close(value, b["optimizer"]["state"][k][name], rtol=0, atol=0)
 
 
+def test_qat_releases_ema_or_raw_weights_from_the_checkpoint(straight, workspace):
+    import shutil
+
+    from lmfn_edge.deployment.int8 import read_int8_params
+
+    ckpt = load_checkpoint(straight / CHECKPOINT_NAME)
+    learned = [n for n, p in capture(tiny_model()).named_parameters() if p.requires_grad]
+    assert any(not torch.equal(ckpt["model"][n], ckpt["ema"][n]) for n in learned)  # the two differ
+    state, info = read_int8_params(straight / "lmfn_x2_int8.safetensors")
+    assert info.details["released"] == "ema"
+    assert all(torch.equal(state[n], ckpt["ema"][n]) for n in learned)
+    # A finished run resumed with release=raw writes the live weights again, taking no step.
+    raw = workspace / "raw"
+    shutil.copytree(straight, raw)
+    summary = qat_cli.qat(config(workspace, release="raw"), raw, resume=True, progress=False)
+    assert summary["step"] == 4
+    state, info = read_int8_params(raw / "lmfn_x2_int8.safetensors")
+    assert info.details["released"] == "raw"
+    assert all(torch.equal(state[n], ckpt["model"][n]) for n in learned)
+    with pytest.raises(ConfigError, match="release must be one of ema, raw"):
+        config(workspace, release="best")
+
+
 def test_qat_refuses_to_overwrite_and_reports_bad_weights(straight, workspace, capsys):
     def cli(weights: str, output_dir: Path, scale: int = 2) -> int:
         return qat_cli.main(["--weights", weights, "--data-root", str(workspace / "train"), "--output-dir",
