@@ -75,3 +75,41 @@ def test_int8_job_input_is_padded_to_the_int8_grid():
     from lmfn_edge.evaluation.latency import int8_input
 
     assert int8_input("720p_x4") == (184, 320) and int8_input("tile128") == (128, 128)
+
+
+def test_dsconv_bound_stand_in_is_a_zero_offset_dsconv():
+    """scripts/dsconv_bound.py's stand-in: every DSConv becomes its line conv, which is what a
+    DSConv with zero offsets computes away from the borders of its tap axis (it zero-pads where
+    DSConv replicates)."""
+    import importlib.util
+    from pathlib import Path
+
+    import torch
+
+    from helpers import tiny_model
+    from lmfn_edge.model.dsconv import DSConv, DSConvDeploy
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "dsconv_bound.py"
+    spec = importlib.util.spec_from_file_location("dsconv_bound", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    model = tiny_model(scale=2)
+    stand_in = script.line_only(model)
+    assert not any(isinstance(m, (DSConv, DSConvDeploy)) for m in stand_in.modules())
+    assert sum(isinstance(m, script.LineOnly) for m in stand_in.modules()) == \
+        sum(isinstance(m, DSConv) for m in model.modules())
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 24, 24)
+    assert stand_in(x).shape == model(x).shape
+
+    for morph in (0, 1):
+        ds = DSConv(4, 5, kernel_size=5, morph=morph).eval()  # zero-initialised offsets
+        torch.nn.init.normal_(ds.line_conv.weight)
+        line = script.LineOnly(DSConvDeploy(ds))
+        f = torch.rand(1, 4, 12, 12)
+        with torch.no_grad():
+            want, got = ds(f), line(f)
+        interior = (slice(None), slice(None), slice(None), slice(2, -2)) if morph == 0 else \
+            (slice(None), slice(None), slice(2, -2), slice(None))
+        torch.testing.assert_close(got[interior], want[interior], atol=1e-5, rtol=1e-5)
