@@ -15,9 +15,10 @@ from pathlib import Path
 from lmfn_edge.manifest import DEFAULT_TILE, DYNAMIC_MULTIPLE
 from training.config import ConfigError, LoopConfig, load_config
 
-__all__ = ["ConfigError", "QATConfig", "RELEASES", "load_qat_config"]
+__all__ = ["ConfigError", "QATConfig", "RELEASES", "TARGETS", "load_qat_config"]
 
 RELEASES = ("ema", "raw")
+TARGETS = ("hr", "float")
 
 
 @dataclass
@@ -36,6 +37,10 @@ class QATConfig(LoopConfig):
         release: Which weights the last step writes: ``ema`` (the EMA's, the default; the raw
             weights when ``ema_decay`` is 0) or ``raw`` (the live model's, whatever the EMA).
             ``--resume --set release=raw`` on a finished run writes them again from its checkpoint.
+        target: What the L1 loss compares the fake-quant model with: ``hr``, the HR patches (the
+            float recipe's loss, the default), or ``float``, the float model's output on the same
+            LR patches (distillation: QAT then learns to reproduce the released float function
+            on the int8 grids rather than to fine-tune it further).
 
     Changed defaults: ``patch_size`` 48 and ``tile`` must be multiples of 8 (the captured
     graph's H/W grid); ``learning_rate`` 1e-4, far below the float recipe's 5e-3, since QAT
@@ -48,6 +53,7 @@ class QATConfig(LoopConfig):
     freeze_observers_at: int = 2000
     tile: int = DEFAULT_TILE
     release: str = "ema"
+    target: str = "hr"
     batch_size: int = 16
     iterations: int = 4000
     learning_rate: float = 1e-4
@@ -64,6 +70,8 @@ class QATConfig(LoopConfig):
             raise ConfigError(f"freeze_observers_at must be >= 1, got {self.freeze_observers_at}")
         if self.release not in RELEASES:
             raise ConfigError(f"release must be one of {', '.join(RELEASES)}, got {self.release!r}")
+        if self.target not in TARGETS:
+            raise ConfigError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
         for name in ("patch_size", "tile"):
             value = getattr(self, name)
             if value < 16 or value % DYNAMIC_MULTIPLE:

@@ -2,7 +2,8 @@
 
 PT2E QAT (torchao 0.18, ExecuTorch's XNNPACKQuantizer) on the deploy form
 (:mod:`lmfn_edge.deployment.pt2e`), run by the float recipe's engine (:mod:`training.loop`:
-data, L1 + Adan step, EMA, checkpoints, exact resume, run log and plot). Schedule: fake-quant
+data, L1 + Adan step, EMA, checkpoints, exact resume, run log and plot); the L1 target is
+the HR patch or, with ``target = "float"``, the float model's output (distillation). Schedule: fake-quant
 from the first step with observers tracking activation ranges (moving average) and weight
 ranges; from ``freeze_observers_at`` on, scales and zero points are frozen and the weights
 adapt to fixed grids. LMFN has no BatchNorm, so there are no BN statistics to freeze. The EMA
@@ -109,6 +110,12 @@ class QATTrainer(Trainer):
             disable_observers(model)
             self.log.write({"step": step, "event": "observers frozen"})
 
+    def target(self, lr_batch: torch.Tensor, hr_batch: torch.Tensor) -> torch.Tensor:
+        if self.config.target == "hr":
+            return hr_batch
+        with torch.no_grad():
+            return self.float_model.to(lr_batch.device)(lr_batch)
+
     def validate(self, model: nn.Module, ema: nn.Module, val_images) -> dict[str, float]:
         device = self.ctx.device
         final = _final_model(model, ema, use_ema=True)
@@ -136,7 +143,7 @@ class QATTrainer(Trainer):
         final = _final_model(model, ema, use_ema=use_ema).cpu()
         details = {"steps": summary["step"], "freeze_observers_at": config.freeze_observers_at,
                    "ema_decay": config.ema_decay, "released": "ema" if use_ema else "raw",
-                   "learning_rate": config.learning_rate,
+                   "learning_rate": config.learning_rate, "target": config.target,
                    "batch_size": config.batch_size, "patch_size": config.patch_size}
         params = self.output.with_name(f"{model_name(self.scale)}_int8.safetensors")
         save_int8_params(final, params, Int8Info(self.float_model.config.to_dict(), self.kind, self.weights.to_dict(),

@@ -182,6 +182,37 @@ def test_qat_releases_ema_or_raw_weights_from_the_checkpoint(straight, workspace
         config(workspace, release="best")
 
 
+def test_qat_distills_from_the_float_model_with_target_float(straight, workspace):
+    import json
+
+    from lmfn_edge.deployment.int8 import read_int8_params
+    from lmfn_edge.model.weights import load_model
+    from training.loop import LOG_NAME
+
+    trainer = qat_cli.QATTrainer(config(workspace, target="float"), workspace / "unused", progress=False)
+    lr, hr = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 32, 32)
+    teacher, _ = load_model(2, workspace / "w.safetensors")  # the weights file, loaded independently
+    with torch.no_grad():
+        torch.testing.assert_close(trainer.target(lr, hr), teacher(lr), rtol=0, atol=0)
+    assert qat_cli.QATTrainer(config(workspace), workspace / "unused", progress=False).target(lr, hr) is hr
+    # The loss a run logs is then the fake-quant model's distance to the float model, far below
+    # its distance to the HR patches (the tiny float model is untrained): same data, same steps.
+    run = workspace / "target_float"
+    qat_cli.qat(config(workspace, target="float", iterations=2), run, progress=False)
+    assert read_int8_params(run / "lmfn_x2_int8.safetensors")[1].details["target"] == "float"
+    assert read_int8_params(straight / "lmfn_x2_int8.safetensors")[1].details["target"] == "hr"
+
+    def losses(folder):
+        records = [json.loads(line) for line in (folder / LOG_NAME).read_text().splitlines()]
+        return [r["loss"] for r in records if "loss" in r and r["step"] <= 2]
+
+    distilled, from_hr = losses(run), losses(straight)
+    assert len(distilled) == len(from_hr) == 2
+    assert all(d < 0.5 * h for d, h in zip(distilled, from_hr)), (distilled, from_hr)
+    with pytest.raises(ConfigError, match="target must be one of hr, float"):
+        config(workspace, target="lr")
+
+
 def test_qat_refuses_to_overwrite_and_reports_bad_weights(straight, workspace, capsys):
     def cli(weights: str, output_dir: Path, scale: int = 2) -> int:
         return qat_cli.main(["--weights", weights, "--data-root", str(workspace / "train"), "--output-dir",

@@ -146,6 +146,10 @@ class Trainer:
     def before_step(self, model: nn.Module, step: int) -> None:
         """Called before each optimizer step."""
 
+    def target(self, lr_batch: torch.Tensor, hr_batch: torch.Tensor) -> torch.Tensor:
+        """What the L1 loss compares the model's output with: the HR patches by default."""
+        return hr_batch
+
     def validate(self, model: nn.Module, ema: nn.Module, val_images: list[ValImage]) -> dict[str, float]:
         """Rank 0: PSNR-Y of the EMA (what is released) and of the raw weights (early in a run
         the EMA still mostly holds the initial weights)."""
@@ -281,7 +285,8 @@ class Trainer:
             lr_batch, hr_batch = next(batches)
             lr_batch = lr_batch.to(device, non_blocking=True).contiguous(memory_format=fmt)
             hr_batch = hr_batch.to(device, non_blocking=True)
-            loss_sum += train_step(train_model, optimizer, lr_batch, hr_batch, config.amp_bf16)
+            loss_sum += train_step(train_model, optimizer, lr_batch, self.target(lr_batch, hr_batch),
+                                   config.amp_bf16)
             ema_update(ema, model, config.ema_decay)
             step, count = step + 1, count + 1
             bar.update()
