@@ -3,8 +3,8 @@
 PT2E QAT (torchao 0.18, ExecuTorch's XNNPACKQuantizer) on the deploy form
 (:mod:`lmfn_edge.deployment.pt2e`), run by the float recipe's engine (:mod:`training.loop`:
 data, L1 + Adan step, EMA, checkpoints, exact resume, run log and plot); the L1 target is
-the HR patch or, with ``target = "float"``, the float model's output (distillation). Schedule: fake-quant
-from the first step with observers tracking activation ranges (moving average) and weight
+the HR patch or, with ``target = "float"``, the float model's output (distillation).
+Schedule: fake-quant from the first step with observers tracking activation ranges (moving average) and weight
 ranges; from ``freeze_observers_at`` on, scales and zero points are frozen and the weights
 adapt to fixed grids. LMFN has no BatchNorm, so there are no BN statistics to freeze. The EMA
 averages parameters only; the quantization state (scales, zero points) is the live model's,

@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             for _ in range(4):
                 prepared(torch.rand(2, 3, 32, 32))
-        rows["int8, DSConv = line conv"] = lower(export_converted(convert(prepared), h, w), paths["int8, DSConv = line conv"])
+        stand_in = "int8, DSConv = line conv"
+        rows[stand_in] = lower(export_converted(convert(prepared), h, w), paths[stand_in])
 
         from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
         from executorch.runtime import Runtime
