@@ -2,20 +2,20 @@
 
 PT2E QAT (torchao 0.18, ExecuTorch's XNNPACKQuantizer) on the deploy form
 (:mod:`lmfn_edge.deployment.pt2e`), run by the float recipe's engine (:mod:`training.loop`:
-data, L1 + Adan step, EMA, checkpoints, exact resume, run log and plot); the L1 target is
-the HR patch or, with ``target = "float"``, the float model's output (distillation).
-Schedule: fake-quant from the first step with observers tracking activation ranges (moving average) and weight
-ranges; from ``freeze_observers_at`` on, scales and zero points are frozen and the weights
-adapt to fixed grids. LMFN has no BatchNorm, so there are no BN statistics to freeze. The EMA
-averages parameters only; the quantization state (scales, zero points) is the live model's,
-which is frozen by the time the EMA has forgotten the early steps.
+data, L1 + Adan step, EMA, checkpoints, exact resume, run log and plot); the L1 target is the HR
+patch or, with ``target = "float"``, the float model's output (distillation). Schedule:
+fake-quant from the first step with observers tracking activation ranges (moving average) and
+weight ranges; from ``freeze_observers_at`` on, scales and zero points are frozen and the
+weights adapt to fixed grids. LMFN has no BatchNorm, so there are no BN statistics to freeze.
+The EMA averages parameters only; the quantization state (scales, zero points) is the live
+model's, which is frozen by the time the EMA has forgotten the early steps.
 
-At the last step the EMA model (or, with ``release = "raw"``, the live one) is saved twice: as int8 parameters
-(``lmfn_x{s}_int8.safetensors``, :mod:`lmfn_edge.deployment.int8`: the prepared graph's weights
-and frozen quantization state, from which ``python -m lmfn_edge.export --precision int8
---quantized X.safetensors`` builds a program of any shape, and which the package embeds as its
-default int8), and converted (``convert_pt2e``), exported at one fixed tile (batch 1) and saved
-as a ``.pt2`` program (:mod:`lmfn_edge.deployment.quantized`).
+At the last step the EMA model (or, with ``release = "raw"``, the live one) is saved twice: as
+int8 parameters (``lmfn_x{s}_int8.safetensors``, :mod:`lmfn_edge.deployment.int8`: the prepared
+graph's weights and frozen quantization state, from which ``python -m lmfn_edge.export
+--precision int8 --quantized X.safetensors`` builds a program of any shape, and which the
+package embeds as its default int8), and converted (``convert_pt2e``), exported at one fixed
+tile (batch 1) and saved as a ``.pt2`` program (:mod:`lmfn_edge.deployment.quantized`).
 """
 
 from __future__ import annotations

@@ -59,6 +59,9 @@ def line_only(model: nn.Module) -> nn.Module:
     return deployed
 
 
+SHIPPED, STAND_IN = "int8, shipped", "int8, DSConv = line conv"
+
+
 def lower(ep: torch.export.ExportedProgram, path: Path) -> tuple[int, float]:
     nodes = sum(1 for n in ep.graph.nodes if n.op == "call_function")
     start = time.perf_counter()
@@ -83,21 +86,20 @@ def main(argv: list[str] | None = None) -> int:
     model, _ = load_model(4)
     rows: dict[str, tuple[int | None, float | None]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        paths = {"int8, shipped": Path(args.int8_pte) if args.int8_pte else Path(tmp, "shipped.pte"),
-                 "int8, DSConv = line conv": Path(tmp, "line_only.pte")}
+        paths = {SHIPPED: Path(args.int8_pte) if args.int8_pte else Path(tmp, "shipped.pte"),
+                 STAND_IN: Path(tmp, "line_only.pte")}
         if args.int8_pte:
-            rows["int8, shipped"] = (None, None)
+            rows[SHIPPED] = (None, None)
         else:
             print("building and lowering the shipped int8 program ...", flush=True)
             ep, _ = int8_program(default_int8_params_path(4), ShapeSpec(h, w))
-            rows["int8, shipped"] = lower(ep, paths["int8, shipped"])
+            rows[SHIPPED] = lower(ep, paths[SHIPPED])
         print("building and lowering the line-conv stand-in ...", flush=True)
         prepared = prepare(line_only(model), qat=False)
         with torch.no_grad():
             for _ in range(4):
                 prepared(torch.rand(2, 3, 32, 32))
-        stand_in = "int8, DSConv = line conv"
-        rows[stand_in] = lower(export_converted(convert(prepared), h, w), paths[stand_in])
+        rows[STAND_IN] = lower(export_converted(convert(prepared), h, w), paths[STAND_IN])
 
         from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
         from executorch.runtime import Runtime
