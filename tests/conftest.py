@@ -8,9 +8,12 @@ at four pooling levels) and IFM itself.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
-from helpers import OVERLAP, TILE, tiny_model
+from helpers import OVERLAP, TILE, TINY_L, tiny_model
 
 
 def _one_thread():
@@ -59,4 +62,28 @@ def tiny_pt2(tmp_path_factory):
     program, _ = ptq(model, [torch.rand(1, 3, 16, 16)], tile=16)
     path = tmp_path_factory.mktemp("pt2") / "tiny.pt2"
     save_quantized(program, path, QuantizedInfo("ptq", model.config.to_dict(), 16))
+    return path
+
+
+# --- what the hostile-input tests (tests/hostile.py) hand every command ----------------------
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    """A tiny x2 LKA weights file."""
+    from lmfn_edge.model.weights import save_weights
+
+    path = tmp_path_factory.mktemp("weights") / "x2.safetensors"
+    save_weights(tiny_model(2, **TINY_L), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> Path:
+    """A 28x20 noise photo."""
+    from lmfn_edge.io import save_image
+
+    path = tmp_path_factory.mktemp("photo") / "photo.png"
+    rng = np.random.default_rng(0)
+    save_image(path, rng.integers(0, 256, (20, 28, 3), dtype=np.uint8))
     return path

@@ -1,21 +1,18 @@
 """Hostile input, every command line: what users (and attackers) hand the SDK.
 
-Each case runs a command's ``main`` in-process, the way ``python -m`` runs it, and asserts what a
-user relies on: a non-zero exit with one ``error:`` line (argparse's own two-line usage error
-for malformed flags), no traceback, nothing executed from a file, no temporary or half-written
-file, and existing outputs byte-identical after a failing run. Ctrl-C during a folder upscale
-is tested in a real subprocess.
+The harness (tests/hostile.py) runs each command's ``main`` in-process and checks one error
+line, no traceback, no temporary or half-written file. Ctrl-C during a folder upscale is tested
+in a real subprocess; crafted ``.pt2`` archives are in tests/test_hostile_archives.py.
 
-Classes covered, per command that takes them: crafted pickles (checkpoints, each pickled member
-of a .pt2, safetensors headers), random and truncated programs (.pte, .mlpackage), malformed
-sidecars, output == input, output folders missing / a file / read-only, failing runs over
-existing outputs, bad numbers for every numeric flag, contradicting flags, HR images smaller
-than the scale, odd images, Ctrl-C, and corrupt resume state.
+Classes covered, per command that takes them: crafted pickles (checkpoints, safetensors
+headers), random and truncated programs (.pte, .mlpackage), malformed sidecars, output ==
+input, output folders missing / a file / read-only, failing runs over existing outputs, bad
+numbers for every numeric flag, contradicting flags, HR images smaller than the scale, odd
+images, Ctrl-C, and corrupt resume state.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -23,290 +20,33 @@ import struct
 import subprocess
 import sys
 import time
-import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import TILE, TINY_L, tiny_model
+from helpers import TILE
+from hostile import (
+    ROOT,
+    TRAIN_SETS,
+    Payload,
+    no_temporaries,
+    read_only,
+    refused,
+    run,
+    safetensors_bytes,
+    snapshot,
+    torch_pickle,
+    training_data,
+)
 from PIL import Image
 
-from lmfn_edge import bench, evaluate, export, info, upscale, verify_coreml
-from lmfn_edge.deployment import load_quantized
-from lmfn_edge.deployment.quantized import QuantizedProgramError
 from lmfn_edge.io import save_image
 from lmfn_edge.manifest import sidecar_path
-from lmfn_edge.model.weights import save_weights
-from quantization import numerics as numerics_cli
-from quantization import ptq as ptq_cli
-from quantization import qat as qat_cli
-from training import release as release_cli
-from training import skimage_photos as skimage_cli
-from training import throughput as throughput_cli
-from training import train as train_cli
 from training.checkpoint import CHECKPOINT_NAME
-
-ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = {
-    "export": export.main, "upscale": upscale.main, "evaluate": evaluate.main, "bench": bench.main,
-    "verify_coreml": verify_coreml.main, "info": info.main, "train": train_cli.main, "release": release_cli.main,
-    "skimage_photos": skimage_cli.main, "throughput": throughput_cli.main, "qat": qat_cli.main, "ptq": ptq_cli.main,
-    "numerics": numerics_cli.main,
-}
-
-
-# --- harness --------------------------------------------------------------------------------
-
-
-def run(capsys, command: str, *argv) -> tuple[int, str, str]:
-    """Run a command's main; an argparse error (SystemExit 2) counts as exit code 2."""
-    try:
-        code = COMMANDS[command]([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def refused(capsys, command: str, *argv, message: str, code: int = 2) -> str:
-    """The command exits with ``code`` and one error line containing ``message``."""
-    got, out, err = run(capsys, command, *argv)
-    assert "Traceback" not in err, err
-    errors = [line for line in err.splitlines() if "error:" in line]
-    assert got == code and len(errors) == 1 and message in errors[0], (got, err)
-    return errors[0]
-
-
-def no_temporaries(folder: Path) -> None:
-    assert not [p for p in folder.rglob(".*") if p.name.endswith(".tmp") or ".tmp" in p.name], \
-        sorted(folder.rglob(".*"))
-
-
-def snapshot(*paths: Path) -> dict[Path, bytes]:
-    return {p: p.read_bytes() for p in paths}
-
-
-class Payload:
-    """A pickle that creates a folder when unpickled: proof that a file ran code."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (os.mkdir, (self.marker,))
-
-
-def torch_pickle(obj) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
-@contextmanager
-def read_only(folder: Path):
-    """A folder nothing can be written into, root included (immutable when run as root)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0:
-        if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
-            pytest.skip("chattr +i is not available here")
-        try:
-            yield folder
-        finally:
-            subprocess.run(["chattr", "-i", str(folder)], check=True)
-    else:
-        folder.chmod(0o555)
-        try:
-            yield folder
-        finally:
-            folder.chmod(0o755)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("weights") / "x2.safetensors"
-    save_weights(tiny_model(2, **TINY_L), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def photo(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("photo") / "photo.png"
-    rng = np.random.default_rng(0)
-    save_image(path, rng.integers(0, 256, (20, 28, 3), dtype=np.uint8))
-    return path
-
-
-# --- crafted pickles: .pt2 programs ---------------------------------------------------------
-
-
-def _rewrite(src: Path, dst: Path, change) -> Path:
-    """Copy a .pt2 archive, letting ``change(members)`` edit the ``{name: bytes}`` mapping."""
-    with zipfile.ZipFile(src) as z:
-        members = {n: z.read(n) for n in z.namelist()}
-    change(members)
-    with zipfile.ZipFile(dst, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return dst
-
-
-def _prefix(members) -> str:
-    return next(n for n in members if n.endswith("archive_format"))[: -len("archive_format")]
-
-
-def _config_name(members, kind: str) -> str:
-    return next(n for n in members if n.endswith(f"{kind}_config.json"))
-
-
-def _edit_json(members, name, edit) -> None:
-    data = json.loads(members[name])
-    edit(data)
-    members[name] = json.dumps(data).encode()
-
-
-def sample_inputs_payload(members, marker):
-    name = next(n for n in members if "/sample_inputs/" in n)
-    members[name] = torch_pickle(Payload(marker))
-
-
-def pickled_weight_payload(members, marker):
-    name = _config_name(members, "weights")
-
-    def edit(config):
-        entry = next(iter(config["config"].values()))
-        entry["use_pickle"] = True
-        members[_prefix(members) + "data/weights/" + entry["path_name"]] = torch_pickle(Payload(marker))
-
-    _edit_json(members, name, edit)
-
-
-def pickled_constant_payload(members, marker):
-    members[_prefix(members) + "data/constants/tensor_0"] = torch_pickle(Payload(marker))
-    _edit_json(members, _config_name(members, "constants"), lambda c: c["config"].update(
-        {"evil": {"path_name": "tensor_0", "is_param": False, "use_pickle": True, "tensor_meta": None}}))
-
-
-def custom_object_payload(members, marker):
-    import pickle
-
-    members[_prefix(members) + "data/constants/custom_obj_0"] = pickle.dumps(Payload(marker))
-    _edit_json(members, _config_name(members, "constants"), lambda c: c["config"].update(
-        {"evil": {"path_name": "custom_obj_0", "is_param": False, "use_pickle": False, "tensor_meta": None}}))
-
-
-def opaque_object_payload(members, marker):
-    import pickle
-
-    members[_prefix(members) + "data/constants/opaque_obj_0"] = pickle.dumps(Payload(marker))
-    _edit_json(members, _config_name(members, "constants"), lambda c: c["config"].update(
-        {"evil": {"path_name": "opaque_obj_0", "is_param": False, "use_pickle": False, "tensor_meta": None}}))
-
-
-def legacy_weights_payload(members, marker):
-    members[_prefix(members) + "data/weights/model.pt"] = torch_pickle(Payload(marker))
-
-
-def graph_target_payload(members, marker):
-    name = next(n for n in members if "/models/" in n)
-
-    def edit(program):
-        node = program["graph_module"]["graph"]["nodes"][0]
-        node["target"] = "torch.os.mkdir"  # resolved by attribute lookup from the torch module
-        node["inputs"] = [{"name": "path", "arg": {"as_string": str(marker)}, "kind": 1}]
-
-    _edit_json(members, name, edit)
-
-
-def guard_code_payload(members, marker):
-    name = next(n for n in members if "/models/" in n)
-    _edit_json(members, name, lambda p: p.update(guards_code=[f"__import__('os').mkdir({str(marker)!r})"]))
-
-
-def symbolic_expression_payload(members, marker):
-    name = next(n for n in members if "/models/" in n)
-
-    def edit(program):
-        sizes = next(iter(program["graph_module"]["graph"]["tensor_values"].values()))["sizes"]
-        sizes[0] = {"as_expr": {"expr_str": f"__import__('os').mkdir({str(marker)!r})", "hint": None}}
-
-    _edit_json(members, name, edit)
-
-
-PT2_PAYLOADS = [sample_inputs_payload, pickled_weight_payload, pickled_constant_payload, custom_object_payload,
-                opaque_object_payload, legacy_weights_payload, graph_target_payload, guard_code_payload,
-                symbolic_expression_payload]
-
-
-def test_payload_in_sample_inputs_is_live_for_raw_torch(tmp_path, tiny_pt2):
-    # What the SDK guards against: torch.export.load runs this payload (its safe load of the
-    # sample inputs fails and it falls back to an unrestricted unpickle).
-    marker = tmp_path / "ran"
-    evil = _rewrite(tiny_pt2, tmp_path / "evil.pt2", lambda m: sample_inputs_payload(m, marker))
-    import torch.ao.quantization.fx._decomposed  # noqa: F401
-
-    try:
-        torch.export.load(str(evil))
-    except Exception:  # noqa: BLE001  (what happens after the payload ran does not matter)
-        pass
-    assert marker.exists()
-
-
-@pytest.mark.parametrize("payload", PT2_PAYLOADS, ids=lambda f: f.__name__)
-def test_pt2_payload_in_any_member_is_refused_without_running(tmp_path, capsys, tiny_pt2, payload):
-    marker = tmp_path / "ran"
-    evil = _rewrite(tiny_pt2, tmp_path / "evil.pt2", lambda m: payload(m, marker))
-    with pytest.raises(QuantizedProgramError, match="refusing to load it"):
-        load_quantized(evil)
-    refused(capsys, "export", "--quantized", evil, "--output", tmp_path / "q.pte", message="refusing to load it")
-    assert not marker.exists()
-    assert not (tmp_path / "q.pte").exists()
-    no_temporaries(tmp_path)
-
-
-def test_pt2_that_is_not_a_program(tmp_path, capsys, tiny_pt2):
-    out = tmp_path / "q.pte"
-    (tmp_path / "bytes.pt2").write_bytes(os.urandom(4096))
-    refused(capsys, "export", "--quantized", tmp_path / "bytes.pt2", "--output", out, message="not a .pt2 program")
-    truncated = tmp_path / "cut.pt2"
-    truncated.write_bytes(tiny_pt2.read_bytes()[: tiny_pt2.stat().st_size // 2])
-    refused(capsys, "export", "--quantized", truncated, "--output", out, message="cut.pt2")
-    no_info = _rewrite(tiny_pt2, tmp_path / "noinfo.pt2",
-                       lambda m: m.pop(next(n for n in m if n.endswith("lmfn_config.json"))))
-    refused(capsys, "export", "--quantized", no_info, "--output", out, message="not an lmfn-edge quantized program")
-    bad_info = _rewrite(tiny_pt2, tmp_path / "badinfo.pt2", lambda m: m.update(
-        {next(n for n in m if n.endswith("lmfn_config.json")): b'{"format": "lmfn-edge-quantized", "method": "qat",'
-                                                                 b' "config": {"channels": 7}, "tile": 16}'}))
-    refused(capsys, "export", "--quantized", bad_info, "--output", out, message="invalid LMFN config")
-    refused(capsys, "export", "--quantized", tmp_path, "--output", out, message="not found (int8 parameters .safetensors, or a .pt2 program)")
-    refused(capsys, "export", "--quantized", tiny_pt2, "--scale", "4", "--output", out,
-            message="is an x2 program, but --scale is 4")
-    refused(capsys, "export", "--quantized", tiny_pt2, "--shape", "32x32", "--output", out,
-            message="was exported at a 16x16 tile")
-    refused(capsys, "export", "--quantized", tiny_pt2, "--overlap", "16", "--output", out,
-            message="--overlap 16 must be smaller than the tile (16x16)")
-    assert not out.exists()
-    no_temporaries(tmp_path)
 
 
 # --- crafted pickles: checkpoints -----------------------------------------------------------
-
-
-def _data(tmp_path: Path) -> Path:
-    """Two 32x32 HR training images."""
-    folder = tmp_path / "data"
-    if not folder.exists():
-        folder.mkdir()
-        rng = np.random.default_rng(1)
-        for i in range(2):
-            save_image(folder / f"{i}.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
-    return folder
-
-
-TRAIN_SETS = ["--set", "model=lmfn_x2", "--set", "model_overrides.channels=8", "--set", "model_overrides.pattern=L",
-              "--set", "patch_size=8", "--set", "batch_size=2", "--set", "iterations=2", "--set", "num_workers=0",
-              "--set", "device=cpu", "--set", "val_every=0", "--set", "ckpt_every=1", "--set", "log_every=1"]
 
 
 def test_checkpoint_payload_is_refused_by_every_command_that_reads_one(tmp_path, capsys, weights):
@@ -315,7 +55,7 @@ def test_checkpoint_payload_is_refused_by_every_command_that_reads_one(tmp_path,
     run_dir.mkdir()
     (run_dir / CHECKPOINT_NAME).write_bytes(torch_pickle({"format": "lmfn-edge-train-checkpoint",
                                                           "step": Payload(marker)}))
-    data = _data(tmp_path)
+    data = training_data(tmp_path)
     refused(capsys, "train", "--output-dir", run_dir, "--resume", "--data-root", data, *TRAIN_SETS,
             message="is not a readable checkpoint")
     refused(capsys, "release", run_dir / CHECKPOINT_NAME, "--output", tmp_path / "w.safetensors",
@@ -328,7 +68,7 @@ def test_checkpoint_payload_is_refused_by_every_command_that_reads_one(tmp_path,
 
 
 def test_corrupt_resume_state(tmp_path, capsys):
-    data = _data(tmp_path)
+    data = training_data(tmp_path)
     run_dir = tmp_path / "run"
     code, _, err = run(capsys, "train", "--output-dir", run_dir, "--data-root", data, *TRAIN_SETS, "--no-progress")
     assert code == 0, err
@@ -359,24 +99,19 @@ def test_corrupt_resume_state(tmp_path, capsys):
 # --- safetensors headers --------------------------------------------------------------------
 
 
-def _safetensors(header: dict | bytes, data: bytes = b"") -> bytes:
-    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
-    return struct.pack("<Q", len(raw)) + raw + data
-
-
 BAD_WEIGHTS = {
     "empty": b"",
     "huge_header_length": struct.pack("<Q", 2**62) + b"{}",
-    "header_not_json": _safetensors(b"{not json"),
-    "header_a_list": _safetensors(b"[1, 2]"),
-    "metadata_not_strings": _safetensors({"__metadata__": {"format": 3}}),
-    "offsets_out_of_range": _safetensors({"__metadata__": {"format": "lmfn-edge-weights"},
+    "header_not_json": safetensors_bytes(b"{not json"),
+    "header_a_list": safetensors_bytes(b"[1, 2]"),
+    "metadata_not_strings": safetensors_bytes({"__metadata__": {"format": 3}}),
+    "offsets_out_of_range": safetensors_bytes({"__metadata__": {"format": "lmfn-edge-weights"},
                                           "w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 1 << 40]}}),
-    "bogus_dtype": _safetensors({"w": {"dtype": "PICKLE", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
-    "config_not_json": _safetensors({"__metadata__": {"format": "lmfn-edge-weights", "lmfn_config": "{oops"}}),
-    "config_unknown_field": _safetensors({"__metadata__": {"format": "lmfn-edge-weights",
+    "bogus_dtype": safetensors_bytes({"w": {"dtype": "PICKLE", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
+    "config_not_json": safetensors_bytes({"__metadata__": {"format": "lmfn-edge-weights", "lmfn_config": "{oops"}}),
+    "config_unknown_field": safetensors_bytes({"__metadata__": {"format": "lmfn-edge-weights",
                                                            "lmfn_config": json.dumps({"evil": 1})}}),
-    "no_config": _safetensors({"__metadata__": {"format": "something-else"}}),
+    "no_config": safetensors_bytes({"__metadata__": {"format": "something-else"}}),
 }
 
 
@@ -552,7 +287,7 @@ def test_read_only_output_folder_is_refused_before_any_work(tmp_path, capsys, ph
         refused(capsys, "export", "--random-init", "--output", ro / "m.pte", message="permission denied")
         refused(capsys, "evaluate", "--scale", "2", "--data", photo.parent, "--json", ro / "s.json",
                 message="permission denied")
-        refused(capsys, "train", "--output-dir", ro / "run", "--data-root", tmp_path, message="permission denied")
+        refused(capsys, "train", "--output-dir", ro / "run", "--data-root", photo.parent, message="permission denied")
         refused(capsys, "release", tmp_path / "ckpt.pt", "--output", ro / "w.safetensors", message="permission denied")
         assert list(ro.iterdir()) == []
 
@@ -677,7 +412,7 @@ def test_inconsistent_numbers_are_one_line_errors(tmp_path, capsys, photo, weigh
     package.mkdir()
     refused(capsys, "verify_coreml", package, "--size", "20", "--random-init", "--scale", "2",
             message="--size must be a multiple of 8")
-    data = _data(tmp_path)
+    data = training_data(tmp_path)
     for sets, message in [("iterations=0", "iterations must be >= 1"), ("batch_size=0", "batch_size must be >= 1"),
                           ("patch_size=-4", "patch_size must be >= 1"), ("learning_rate=-1", "learning_rate must be > 0"),
                           ("learning_rate=inf", "learning_rate must be > 0"), ("ema_decay=1", "ema_decay must be in"),
