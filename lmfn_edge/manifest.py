@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .architecture import SCALES, LMFNConfig
 from .errors import UsageError
+from .metadata import MetadataError, read_json_file
 
 __all__ = [
     "DEFAULT_OVERLAP",
@@ -30,6 +32,7 @@ __all__ = [
     "DYNAMIC_MULTIPLE",
     "FORMAT",
     "INPUT_NAME",
+    "MAX_SIDE",
     "MIN_DYNAMIC",
     "Manifest",
     "ManifestError",
@@ -51,7 +54,6 @@ LAYOUT = "NCHW"
 INPUT_NAME, OUTPUT_NAME = "lr", "sr"
 INPUT_RANGE = [0.0, 1.0]
 OUTPUT_RANGE = "unclamped; clamp to [0, 1], then round(x * 255)"
-SCALES = (2, 3, 4)
 
 DEFAULT_TILE = 128
 DEFAULT_OVERLAP = 16  # LR pixels; a multiple of 8 keeps MSM's pooling grid aligned across tiles
@@ -59,6 +61,10 @@ DEFAULT_OVERLAP = 16  # LR pixels; a multiple of 8 keeps MSM's pooling grid alig
 # padding is traced, and QAT patches and int8 tiles follow the same grid.
 DYNAMIC_MULTIPLE = 8
 MIN_DYNAMIC = 16
+# The largest LR side of a program's input: a 4K frame at x2 is 1920x1080 LR pixels. Lowering
+# plans every intermediate at full size, so a larger --shape would end in the allocator;
+# docs/deployment.md ("Shapes").
+MAX_SIDE = 2048
 
 TARGETS = ("xnnpack", "portable", "coreml", "executorch-coreml", "torchscript")
 PRECISIONS = {  # the first one is the target's default
@@ -108,9 +114,12 @@ class ShapeSpec:
             hi = _int(self.max_size, "max", source, lo)
             if lo % DYNAMIC_MULTIPLE or hi % DYNAMIC_MULTIPLE:
                 raise _fail(source, f"a dynamic range needs multiples of {DYNAMIC_MULTIPLE}, got {lo}:{hi}")
+            sides = {"max": hi}
         else:
-            _int(self.height, "height", source, 1)
-            _int(self.width, "width", source, 1)
+            sides = {"height": _int(self.height, "height", source, 1), "width": _int(self.width, "width", source, 1)}
+        for name, side in sides.items():
+            if side > MAX_SIDE:
+                raise _fail(source, f"{name} {side} is larger than the largest program input side, {MAX_SIDE}")
 
     @property
     def dynamic(self) -> bool:
@@ -136,7 +145,8 @@ class ShapeSpec:
 
     @classmethod
     def parse(cls, text: str) -> "ShapeSpec":
-        """``128x128`` (fixed) or ``16:512`` (dynamic H and W, multiples of 8)."""
+        """``128x128`` (fixed) or ``16:512`` (dynamic H and W, multiples of 8), sides at most
+        :data:`MAX_SIDE`."""
         try:
             if ":" in text:
                 lo, hi = (int(v) for v in text.split(":"))
@@ -146,7 +156,8 @@ class ShapeSpec:
         except (ValueError, ManifestError):
             raise UsageError(
                 f"invalid --shape {text!r}: use HxW for a fixed tile (e.g. 128x128) or MIN:MAX for a "
-                f"dynamic range with multiples of {DYNAMIC_MULTIPLE}, MIN >= {MIN_DYNAMIC} (e.g. 16:512)"
+                f"dynamic range with multiples of {DYNAMIC_MULTIPLE}, MIN >= {MIN_DYNAMIC} (e.g. 16:512); sides up to "
+                f"{MAX_SIDE}"
             ) from None
 
     def dynamic_shapes(self) -> dict | None:
@@ -254,8 +265,12 @@ class Manifest:
             raise _fail(source, f"scale must be one of {', '.join(map(str, SCALES))}, got {scale}")
         if self.model != f"lmfn_x{scale}":
             raise _fail(source, f"model {self.model!r} does not match scale {scale} (expected 'lmfn_x{scale}')")
-        if not isinstance(self.config, dict) or self.config.get("scale", scale) != scale:
-            raise _fail(source, f"config must be an object with scale {scale}, got {self.config!r}")
+        try:
+            config = LMFNConfig.from_dict(self.config)
+        except ValueError as exc:
+            raise _fail(source, f"invalid LMFN config: {exc}") from None
+        if config.scale != scale:
+            raise _fail(source, f"config has scale {config.scale}, but the sidecar says scale {scale}")
         if self.target not in TARGETS:
             raise _fail(source, f"unknown target {self.target!r}; one of {', '.join(TARGETS)}")
         if self.precision not in PRECISIONS[self.target]:
@@ -372,9 +387,10 @@ def read_manifest(artifact: str | Path) -> Manifest:
     if not path.is_file():
         raise ManifestError(f"{artifact} has no sidecar {path.name}; re-export it with python -m lmfn_edge.export")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{path}: cannot read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"{path} is not valid JSON ({exc})") from None
+        data = read_json_file(path, MAX_SIDECAR_BYTES)
+    except MetadataError as exc:
+        raise ManifestError(str(exc)) from None
     return Manifest.from_dict(data, str(path))
+
+
+MAX_SIDECAR_BYTES = 256 * 1024  # a sidecar is about 2 kB (with a Core ML verification report, 10 kB)

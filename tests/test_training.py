@@ -20,6 +20,7 @@ from training.checkpoint import (
     CHECKPOINT_NAME,
     init_from,
     load_checkpoint,
+    read_init_state,
     rng_state,
     set_rng_state,
 )
@@ -377,7 +378,7 @@ def test_release_writes_ema_weights_that_start_another_scale(data, tmp_path, cap
     from lmfn_edge import create_model
 
     x4 = create_model("lmfn_x4", channels=8, num_blocks=2, pattern="LM")
-    copied, left = init_from(x4, out)
+    copied, left = init_from(x4, read_init_state(out), str(out))
     assert left == ["upsample.bias", "upsample.weight"] and copied == len(state) - 2
     capsys.readouterr()
     assert release_cli.main([str(tmp_path / "missing.pt"), "--output", str(out)]) == 2

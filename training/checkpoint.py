@@ -3,7 +3,10 @@
 A checkpoint holds the model, its EMA, the optimizer, every rank's python/numpy/torch RNG
 states, the data sampler position, the step, and the ``TrainConfig`` and ``LMFNConfig`` as
 dicts. It contains only tensors, dicts, lists, numbers and strings, so it loads with
-``torch.load(weights_only=True)``, which executes no pickled code. Checkpoints are for resuming;
+``torch.load(weights_only=True)``, which executes no pickled code. What it holds is then
+checked entry by entry (:func:`check_structure`: types, the RNG states restored on scratch
+generators, the architecture through ``LMFNConfig``), so a damaged or crafted file is one
+``CheckpointError`` naming the entry, before any of it is used. Checkpoints are for resuming;
 release weights are safetensors written by ``python -m training.release``.
 """
 
@@ -18,9 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from lmfn_edge.architecture import LMFNConfig
 from lmfn_edge.errors import UsageError
 from lmfn_edge.io import atomic_write
-from lmfn_edge.model.weights import WeightsError, read_weights
+from lmfn_edge.model.weights import WeightsError, check_values, read_weights
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -30,6 +34,7 @@ __all__ = [
     "rng_state",
     "set_rng_state",
     "init_from",
+    "read_init_state",
 ]
 
 CHECKPOINT_NAME = "ckpt.pt"
@@ -69,10 +74,72 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}: not a complete checkpoint")
-    if not isinstance(ckpt["config"], dict) or not isinstance(ckpt["model_config"], dict) \
-            or not isinstance(ckpt["sampler"], dict) or not isinstance(ckpt["rng"], list):
-        raise CheckpointError(f"{path} has malformed config, sampler or RNG entries")
+    check_structure(ckpt, str(path))
     return ckpt
+
+
+def check_structure(ckpt: dict[str, Any], source: str) -> None:
+    """Refuse a checkpoint whose entries do not have the types and shapes the engine writes.
+
+    The configs' contents are checked where they are used (``TrainConfig.from_dict``, the QAT
+    config); the architecture is checked here, since every reader builds a model from it.
+
+    Raises:
+        CheckpointError: Naming the first entry that is wrong.
+    """
+    def wrong(entry: str, expected: str) -> CheckpointError:
+        return CheckpointError(f"{source}: its {entry} is not {expected}; the checkpoint is damaged")
+
+    if ckpt["kind"] not in ("train", "qat"):
+        raise wrong("kind", "'train' or 'qat'")
+    if not _is_int(ckpt["step"]) or ckpt["step"] < 0:
+        raise wrong("step", "an integer >= 0")
+    for key in ("model", "ema"):
+        state = ckpt[key]
+        if not isinstance(state, dict) or not state or not all(
+                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+            raise wrong(key, "a state dict (names to tensors)")
+    optimizer = ckpt["optimizer"]
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("state"), dict) \
+            or not isinstance(optimizer.get("param_groups"), list) or not optimizer["param_groups"] \
+            or not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in optimizer["param_groups"]):
+        raise wrong("optimizer", "an optimizer state dict")
+    rngs = ckpt["rng"]
+    if not isinstance(rngs, list) or not rngs or not all(_restorable(r) for r in rngs):
+        raise wrong("rng", "a list of python/numpy/torch RNG states")
+    sampler = ckpt["sampler"]
+    if not isinstance(sampler, dict) or not _is_int(sampler.get("next_step")) \
+            or not (sampler.get("num_images") is None or _is_int(sampler["num_images"]) and sampler["num_images"] > 0):
+        raise wrong("sampler", "a sampler position (next_step, num_images)")
+    for key in ("config", "model_config"):
+        if not isinstance(ckpt[key], dict):
+            raise wrong(key, "an object")
+    try:
+        LMFNConfig.from_dict(ckpt["model_config"])
+    except ValueError as exc:
+        raise CheckpointError(f"{source}: its model_config is invalid ({exc})") from None
+    if "world_size" in ckpt and (not _is_int(ckpt["world_size"]) or ckpt["world_size"] < 1):
+        raise wrong("world_size", "an integer >= 1")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _restorable(state: Any) -> bool:
+    """Whether ``set_rng_state`` can restore ``state``: tried on scratch generators, so the
+    process's own RNG streams are untouched."""
+    try:
+        py, npy = state["python"], state["numpy"]
+        random.Random().setstate((py["version"], tuple(py["mt"].tolist()), py["gauss"]))
+        np.random.RandomState().set_state(("MT19937", npy["keys"].numpy().astype(np.uint32), npy["pos"],
+                                           npy["has_gauss"], npy["cached"]))
+        generator = torch.Generator()
+        generator.set_state(state["torch"])
+        cuda = state.get("cuda", [])
+        return isinstance(cuda, list) and all(isinstance(t, torch.Tensor) for t in cuda)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RuntimeError):
+        return False
 
 
 def _upgrade(ckpt: dict[str, Any]) -> None:
@@ -121,8 +188,23 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def init_from(model: nn.Module, path: str | Path) -> tuple[int, list[str]]:
-    """Copies the tensors of a weights file or checkpoint (its EMA) that fit ``model``.
+def read_init_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors ``init_from`` copies: a weights file's, or a checkpoint's EMA (validated).
+
+    Raises:
+        CheckpointError: If the file cannot be read.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        try:
+            return read_weights(path)[0]
+        except WeightsError as exc:
+            raise CheckpointError(str(exc)) from None
+    return load_checkpoint(path)["ema"]  # a state dict: load_checkpoint checks its structure
+
+
+def init_from(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> tuple[int, list[str]]:
+    """Copies the tensors of ``state`` (from :func:`read_init_state`) that fit ``model``.
 
     Tensors are matched by name and shape, so an x2 model can start x3/x4 training: all but the
     upsampler's conv carry over.
@@ -131,21 +213,16 @@ def init_from(model: nn.Module, path: str | Path) -> tuple[int, list[str]]:
         The number of tensors copied and the names of the model's tensors left as initialised.
 
     Raises:
-        CheckpointError: If the file cannot be read or nothing in it fits the model.
+        CheckpointError: If nothing in ``state`` fits the model, or a tensor that fits holds
+            another dtype or non-finite values.
     """
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        try:
-            state = read_weights(path)[0]
-        except WeightsError as exc:
-            raise CheckpointError(str(exc)) from None
-    else:
-        state = load_checkpoint(path)["ema"]
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise CheckpointError(f"{path}: its EMA is not a state dict")
     own = model.state_dict()
     fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not fits:
-        raise CheckpointError(f"{path}: no tensor fits the model (another architecture?)")
+        raise CheckpointError(f"{source}: no tensor fits the model (another architecture?)")
+    try:
+        check_values(own, fits, source)
+    except WeightsError as exc:
+        raise CheckpointError(str(exc)) from None
     model.load_state_dict(fits, strict=False)
     return len(fits), sorted(set(own) - set(fits))

@@ -7,8 +7,11 @@ border of ``scale`` pixels; LMFN trains for 2,000,000 iterations where LKDN used
 
 A TOML file names only what it changes; ``--set key=value`` then overrides single fields, the
 value parsed as a TOML literal (so ``learning_rate=1e-3``, ``amp_bf16=true``, ``betas=[0.9, 0.9, 0.99]``)
-or else taken as a string (``model=lmfn_x2``). Unknown keys and wrong types are a
-``ConfigError`` with a one-line message.
+or else taken as a string (``model=lmfn_x2``); ``--set model_overrides.channels=16`` changes one
+field of a table, and several such flags add up. The same key given twice keeps the last value,
+as with repeated command-line flags. Unknown keys, wrong types and values out of range
+(docs/training.md, "Limits") are a ``ConfigError`` with a one-line message; files and values
+are bounded in size and nesting before they are parsed (:mod:`lmfn_edge.metadata`).
 """
 
 from __future__ import annotations
@@ -21,15 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomllib
+
+from lmfn_edge.architecture import LMFNConfig, config_for
 from lmfn_edge.errors import UsageError
-from lmfn_edge.model import LMFNConfig, config_for
+from lmfn_edge.metadata import MetadataError, check_bounds, read_toml_file
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the backport has the same API
-    import tomli as tomllib
+__all__ = ["ConfigError", "LoopConfig", "TrainConfig", "load_config", "apply_overrides", "parse_set", "parse_sets"]
 
-__all__ = ["ConfigError", "LoopConfig", "TrainConfig", "load_config", "apply_overrides", "parse_set"]
+# Inclusive upper bounds of fields that size an allocation or a process count, and the seed's
+# range (numpy's legacy seeding takes 32 bits). docs/training.md, "Limits".
+MAX = {"patch_size": 512, "batch_size": 1024, "num_workers": 64}
+SEED_LIMIT = 2**32
 
 
 class ConfigError(UsageError, ValueError):
@@ -108,6 +114,11 @@ class LoopConfig:
         for name in ("val_every", "ckpt_every", "num_workers", "seed"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name, most in MAX.items():
+            if getattr(self, name) > most:
+                raise ConfigError(f"{name} must be <= {most}, got {getattr(self, name)}")
+        if self.seed >= SEED_LIMIT:
+            raise ConfigError(f"seed must be < 2**32, got {self.seed}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.time_limit < float("inf"):
@@ -195,18 +206,28 @@ def load_config(path: str | Path | None = None, sets: list[str] | None = None, c
     config = (cls or TrainConfig)()
     if path is not None:
         path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file not found: {path}")
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read config {path}: {exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+            data = read_toml_file(path)
+        except MetadataError as exc:
+            raise ConfigError(str(exc)) from None
         config = apply_overrides(config, data, str(path))
     if sets:
-        config = apply_overrides(config, dict(parse_set(s) for s in sets), "--set")
+        config = apply_overrides(config, parse_sets(sets), "--set")
     return config
+
+
+def parse_sets(sets: list[str]) -> dict[str, Any]:
+    """``--set`` flags as one mapping: tables (``model_overrides.x=...``) merge, the last of a
+    repeated plain key wins."""
+    out: dict[str, Any] = {}
+    for text in sets:
+        key, value = parse_set(text)
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            value = {**out[key], **value}
+        out[key] = value
+    return out
 
 
 def parse_set(text: str) -> tuple[str, Any]:
@@ -216,9 +237,13 @@ def parse_set(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"--set expects key=value, got {text!r}")
     try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        raw = check_bounds(raw.strip(), f"--set {key}", toml=True, max_bytes=64 * 1024, max_depth=4)
+    except MetadataError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
-        value = raw.strip()
+        value = raw
     if "." in key:  # model_overrides.channels=16
         head, _, sub = key.partition(".")
         return head, {sub: value}

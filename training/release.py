@@ -32,19 +32,20 @@ from lmfn_edge.model.weights import (
 )
 
 from .checkpoint import CheckpointError, load_checkpoint
+from .config import ConfigError, TrainConfig
 from .data import DataError, hr_images
 from .skimage_photos import pixel_sha256
 
 __all__ = ["release", "main"]
 
 
-def fingerprint_training_images(train_config: dict, scale: int) -> list[dict[str, str]]:
+def fingerprint_training_images(train_config: TrainConfig, scale: int) -> list[dict[str, str]]:
     """``{"root", "file", "sha256"}`` of every HR image under the config's ``data_roots``.
 
     Raises:
         DataError, ImageError: If a folder or image cannot be read.
     """
-    found = [(root, path) for root in train_config["data_roots"] for path in hr_images(root, scale)]
+    found = [(root, path) for root in train_config.data_roots for path in hr_images(root, scale)]
     return [
         {"root": root, "file": path.name, "sha256": pixel_sha256(load_image(path))}
         for root, path in tqdm(found, desc="fingerprinting training images", unit="img", leave=False)
@@ -63,10 +64,13 @@ def release(checkpoint: str | Path, output: str | Path, ema: bool = True, finger
     ckpt = load_checkpoint(checkpoint)
     if ckpt["kind"] != "train":
         raise CheckpointError(f"{checkpoint} is a {ckpt['kind']} checkpoint; release takes float training checkpoints")
+    config = LMFNConfig.from_dict(ckpt["model_config"])  # validated by load_checkpoint
+    if "data_roots" not in ckpt["config"]:
+        raise CheckpointError(f"{checkpoint}: its config lacks data_roots, so the training images cannot be named")
     try:
-        config = LMFNConfig.from_dict(ckpt["model_config"])
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{checkpoint} has an invalid model config: {exc}") from None
+        train_config = TrainConfig.from_dict(ckpt["config"], f"{checkpoint} config")
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
     model = LMFN(config)
     try:
         load_state(model, ckpt["ema" if ema else "model"], str(checkpoint))
@@ -81,7 +85,7 @@ def release(checkpoint: str | Path, output: str | Path, ema: bool = True, finger
     extra["train_images"] = "unavailable"
     if fingerprint:
         try:
-            extra["train_images"] = json.dumps(fingerprint_training_images(ckpt["config"], config.scale))
+            extra["train_images"] = json.dumps(fingerprint_training_images(train_config, config.scale))
         except (DataError, ImageError) as exc:
             print(f"note: training images not fingerprinted ({exc})", file=sys.stderr)
     save_weights(model, output, extra)

@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from lmfn_edge import cli
 from lmfn_edge.model import LMFN
 
-from .checkpoint import CheckpointError, init_from
+from .checkpoint import CheckpointError, init_from, read_init_state
 from .config import TrainConfig
 from .loop import Trainer, add_run_arguments, copy_for_ema, resolve_config
 
@@ -42,15 +42,26 @@ class FloatTrainer(Trainer):
         params = sum(p.numel() for p in model.parameters())
         return f"{self.config.model} {model.config.to_dict()}: {params} params"
 
+    def inputs(self) -> list[str | Path]:
+        return [*super().inputs(), self.config.init_from]
+
     def check_resume(self, ckpt: dict[str, Any]) -> None:
         if ckpt["model_config"] != self.config.model_config().to_dict():
             raise CheckpointError(f"the checkpoint holds {ckpt['model_config']}, but the config asks for "
                                   f"{self.config.model_config().to_dict()}")
 
+    def prepare(self, ckpt: dict[str, Any] | None) -> None:
+        # init_from is read, and tried on a throwaway model (refused if nothing fits or a tensor
+        # is unusable), before the data is touched.
+        self.init_state = None
+        if ckpt is None and self.config.init_from:
+            self.init_state = read_init_state(self.config.init_from)
+            init_from(LMFN(self.config.model_config()), self.init_state, self.config.init_from)
+
     def build(self, ckpt, device: torch.device) -> tuple[nn.Module, nn.Module]:
         model = LMFN(self.config.model_config())
-        if ckpt is None and self.config.init_from:
-            copied, left = init_from(model, self.config.init_from)
+        if self.init_state is not None:
+            copied, left = init_from(model, self.init_state, self.config.init_from)
             if self.ctx.is_main:
                 print(f"init_from {self.config.init_from}: {copied} tensors copied, {len(left)} left as initialised",
                       file=sys.stderr)
@@ -65,8 +76,12 @@ class FloatTrainer(Trainer):
         return model
 
 
-def train(config: TrainConfig, output_dir: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def train(config: TrainConfig, output_dir: str | Path, resume: bool = False, progress: bool = True,
+          reads: tuple[str | Path, ...] = ()) -> dict[str, Any]:
     """Trains (or resumes) a run in ``output_dir``; call it the same way in every process.
+
+    ``reads`` names files the caller read for this run (its TOML config), which the run must
+    not write over, besides the config's own inputs (data, validation, ``init_from``).
 
     Returns:
         ``step``, the last logged ``loss``, and ``val_psnr_y`` (EMA), ``val_psnr_y_raw`` and
@@ -75,7 +90,7 @@ def train(config: TrainConfig, output_dir: str | Path, resume: bool = False, pro
     Raises:
         ConfigError, DataError, CheckpointError: With a one-line message, before any training.
     """
-    return FloatTrainer(config, output_dir, progress).run(resume)
+    return FloatTrainer(config, output_dir, progress, reads).run(resume)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,11 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lmfn_edge.io import check_output
-
-    check_output(args.output_dir, folder=True, flag="--output-dir")
     config = resolve_config(TrainConfig, args, {"data_roots": args.data_root, "val_root": args.val_root})
-    summary = train(config, args.output_dir, resume=args.resume, progress=not args.no_progress)
+    summary = train(config, args.output_dir, resume=args.resume, progress=not args.no_progress,
+                    reads=(args.config,) if args.config else ())
     if int(os.environ.get("RANK", 0)) == 0:
         print(json.dumps(summary))
     return 0

@@ -29,6 +29,7 @@ __all__ = ["FORMAT", "Int8Info", "Int8ParamsError", "default_int8_params_path", 
 
 FORMAT = "lmfn-edge-int8"
 VERSION = 1
+METHODS = ("qat", "ptq")
 _RESIZED_ON_LOAD = (".min_val", ".max_val")
 # Not stored: what the config rebuilds (the deploy form's fixed one-hot and shift tensors) and
 # what a frozen fake-quant derives from its observed range (scale, zero point, flags, eps).
@@ -66,6 +67,14 @@ class Int8Info:
     details: dict = field(default_factory=dict)
     packages: dict = field(default_factory=package_versions)
 
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise Int8ParamsError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        for name in ("config", "weights", "details", "packages"):
+            if not isinstance(getattr(self, name), dict):
+                raise Int8ParamsError(f"{name} must be an object, got {getattr(self, name)!r}")
+        self.lmfn_config  # noqa: B018  (validates the architecture)
+
     @property
     def lmfn_config(self):
         from ..model import LMFNConfig
@@ -101,20 +110,20 @@ def save_int8_params(prepared, path: str | Path, info: Int8Info) -> None:
 
 def read_int8_params(path: str | Path) -> tuple[dict, Int8Info]:
     """The tensors and the info of an int8 parameters file, with one-line errors."""
-    from ..model.weights import read_safetensors
+    from ..model.weights import metadata_json, read_safetensors
 
     path = Path(path)
     state, meta = read_safetensors(path, Int8ParamsError, "int8 parameters file")
     if meta.get("format") != FORMAT or meta.get("version") != str(VERSION):
         raise Int8ParamsError(f"{path} is not lmfn-edge int8 parameters (format {meta.get('format')!r}, version "
                               f"{meta.get('version')!r}; expected {FORMAT!r} version {VERSION})")
+    fields = {key: metadata_json(meta, key, str(path), Int8ParamsError, default) for key, default in
+              (("lmfn_config", None), ("weights", "{}"), ("details", "{}"), ("packages", "{}"))}
     try:
-        info = Int8Info(config=json.loads(meta["lmfn_config"]), method=meta.get("method", ""),
-                        weights=json.loads(meta.get("weights", "{}")), details=json.loads(meta.get("details", "{}")),
-                        packages=json.loads(meta.get("packages", "{}")))
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise Int8ParamsError(f"{path} has malformed metadata ({exc})") from None
-    info.lmfn_config  # noqa: B018  (validates the architecture)
+        info = Int8Info(config=fields["lmfn_config"], method=meta.get("method", ""), weights=fields["weights"],
+                        details=fields["details"], packages=fields["packages"])
+    except Int8ParamsError as exc:
+        raise Int8ParamsError(f"{path}: {exc}") from None
     return state, info
 
 
@@ -133,9 +142,11 @@ def load_int8_params(path: str | Path) -> tuple[Any, Int8Info]:
     # Observer ranges and fake-quant scales start empty (per-channel) and are resized on load.
     shapes = sorted(k for k in set(own) & set(state)
                     if own[k].shape != state[k].shape and not k.endswith(_RESIZED_ON_LOAD))
-    if missing or unexpected or shapes:
+    dtypes = sorted(k for k in set(own) & set(state) if own[k].dtype != state[k].dtype)
+    if missing or unexpected or shapes or dtypes:
         detail = "; ".join(f"{what} {names[:2]}" for what, names in
-                           (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)) if names)
+                           (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes),
+                            ("wrong dtype", dtypes)) if names)
         raise Int8ParamsError(f"{path} does not fit this SDK's int8 graph ({detail}); it was made for another deploy "
                               "form or torch release: regenerate it with python -m quantization.qat")
     with torch.no_grad():

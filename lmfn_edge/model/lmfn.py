@@ -15,66 +15,14 @@ lower to XNNPACK and Core ML, swapping child modules only.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..architecture import CELLS, MODEL_SCALES, LMFNConfig, config_for, model_name
 from .dsconv import DSConv
 
-CELLS = "LMI"
-
-
-@dataclass(frozen=True)
-class LMFNConfig:
-    """Architecture of one LMFN variant; saved inside every weights file and checkpoint.
-
-    Attributes:
-        scale: Upscaling factor (2, 3 or 4).
-        channels: Feature channels (must split into 4 MSM parts, also inside IFF halves).
-        num_blocks: Building modules in series.
-        pattern: One cell letter per module: L (LKA), M (MSM) or I (IFM). "LLLLLLLL" is LKDN.
-        kernel_size: DSConv taps.
-        extend_scope: DSConv offset scale.
-        num_in: Input repeats along channels (LKDN's ``num_in``).
-    """
-
-    scale: int = 4
-    channels: int = 56
-    num_blocks: int = 8
-    pattern: str = "LMILMILM"
-    kernel_size: int = 9
-    extend_scope: float = 1.0
-    num_in: int = 4
-
-    def __post_init__(self) -> None:
-        if self.scale < 1:
-            raise ValueError(f"scale must be >= 1, got {self.scale}")
-        if len(self.pattern) != self.num_blocks or set(self.pattern) - set(CELLS):
-            raise ValueError(
-                f"pattern must have num_blocks={self.num_blocks} letters from {CELLS!r}, "
-                f"got {self.pattern!r}"
-            )
-        if "M" in self.pattern and self.channels % 4:
-            raise ValueError(f"MSM needs channels divisible by 4, got {self.channels}")
-        if "I" in self.pattern and self.channels % 8:
-            raise ValueError(f"IFM needs channels divisible by 8, got {self.channels}")
-        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd, got {self.kernel_size}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "LMFNConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown LMFNConfig fields: {sorted(unknown)}")
-        return cls(**data)
-
+__all__ = ["CELLS", "LMFN", "LMFNConfig", "MODEL_SCALES", "config_for", "model_name"]
 
 # --- layers ---------------------------------------------------------------------------------
 
@@ -298,24 +246,3 @@ class LMFN(nn.Module):
         # A one-input cat (num_blocks = 1) is a copy that XNNPACK refuses to delegate.
         y = self.tail(F.gelu(self.fuse(torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]))) + feat
         return self.shuffle(self.upsample(y))
-
-
-MODEL_SCALES = {"lmfn_x2": 2, "lmfn_x3": 3, "lmfn_x4": 4}
-
-
-def model_name(scale: int) -> str:
-    return f"lmfn_x{scale}"
-
-
-def config_for(name: str, **overrides) -> LMFNConfig:
-    """The config of a named variant (``lmfn_x2``, ``lmfn_x3``, ``lmfn_x4``) with overrides.
-
-    A ``pattern`` without ``num_blocks`` sets the number of blocks to its length.
-    """
-    if name not in MODEL_SCALES:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(MODEL_SCALES)}")
-    if "scale" in overrides and overrides["scale"] != MODEL_SCALES[name]:
-        raise ValueError(f"{name} has scale {MODEL_SCALES[name]}, not {overrides['scale']}")
-    if isinstance(overrides.get("pattern"), str) and "num_blocks" not in overrides:
-        overrides = {**overrides, "num_blocks": len(overrides["pattern"])}  # the pattern names every block
-    return LMFNConfig(**{"scale": MODEL_SCALES[name], **overrides})

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
+from ..metadata import MetadataError, parse_json
 from .lmfn import LMFN, LMFNConfig, config_for, model_name
 
 FORMAT = "lmfn-edge-weights"
@@ -52,12 +53,28 @@ def read_safetensors(path: Path, error: type[Exception], what: str) -> tuple[dic
         raise error(f"{what} not found: {path}")
     try:
         data = path.read_bytes()
-        meta = safetensors_metadata(data)
+        meta = safetensors_metadata(data, str(path))
         state = load(data)
-    except (SafetensorError, ValueError, OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (SafetensorError, ValueError, OSError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise error(f"{path} is not a valid safetensors {what} ({first})") from None
     return state, meta
+
+
+def metadata_json(meta: dict[str, str], key: str, source: str, error: type[Exception], default: str | None = None,
+                  max_depth: int = 8) -> Any:
+    """A JSON value stored as a string in safetensors metadata, parsed with bounds."""
+    text = meta.get(key, default)
+    if text is None:
+        raise error(f"{source} lacks {key!r} in its metadata")
+    try:
+        return parse_json(text, f"{source} ({key})", MAX_VALUE_BYTES, max_depth)
+    except MetadataError as exc:
+        raise error(str(exc)) from None
+
+
+MAX_HEADER_BYTES = 8 << 20  # the int8 parameters' header (2,936 tensors) is about 300 kB
+MAX_VALUE_BYTES = 1 << 20  # one metadata value; the largest, train_images, lists a few hundred files
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], LMFNConfig, dict[str, str]]:
@@ -66,19 +83,30 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], LMFNConfig,
     state, meta = read_safetensors(path, WeightsError, "weights file")
     if meta.get("format") != FORMAT or "lmfn_config" not in meta:
         raise WeightsError(f"{path} has no LMFN config in its metadata; not an lmfn-edge weights file")
+    return state, lmfn_config_of(meta, str(path), WeightsError), meta
+
+
+def lmfn_config_of(meta: dict[str, str], source: str, error: type[Exception]) -> LMFNConfig:
+    """The validated ``LMFNConfig`` a safetensors file's metadata holds under ``lmfn_config``."""
+    data = metadata_json(meta, "lmfn_config", source, error, max_depth=2)
     try:
-        config = LMFNConfig.from_dict(json.loads(meta["lmfn_config"]))
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise WeightsError(f"{path} has an invalid LMFN config: {exc}") from None
-    return state, config, meta
+        return LMFNConfig.from_dict(data)
+    except ValueError as exc:
+        raise error(f"{source} has an invalid LMFN config: {exc}") from None
 
 
-def safetensors_metadata(data: bytes) -> dict[str, str]:
-    # safetensors' torch loader drops the metadata; the header is a length-prefixed JSON object.
+def safetensors_metadata(data: bytes, source: str = "safetensors header") -> dict[str, str]:
+    """The string metadata of a safetensors file's bytes, its header bounded before parsing.
+
+    safetensors' torch loader drops the metadata; the header is a length-prefixed JSON object
+    (``{name: {dtype, shape, data_offsets}, "__metadata__": {key: string}}``, 3 levels deep).
+    """
     n = int.from_bytes(data[:8], "little")
     if len(data) < 8 or n > len(data) - 8:
         raise ValueError(f"header length {n} exceeds the file ({len(data)} bytes)")
-    header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    if n > MAX_HEADER_BYTES:
+        raise ValueError(f"header of {n} bytes, more than the limit of {MAX_HEADER_BYTES}")
+    header = parse_json(data[8 : 8 + n], source, MAX_HEADER_BYTES, max_depth=4)
     meta = header.get("__metadata__", {}) if isinstance(header, dict) else None
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise ValueError("the header's __metadata__ must map names to strings")
@@ -98,9 +126,12 @@ def load_weights(path: str | Path, scale: int | None = None) -> LMFN:
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Copy ``state`` into ``model``, naming missing/unexpected/mis-shaped tensors on failure."""
     own = model.state_dict()
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise WeightsError(f"{source} does not hold a state dict (names to tensors)")
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
+    shapes = [k for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape]
     if missing or unexpected or shapes:
         parts = []
         if missing:
@@ -108,9 +139,28 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) ->
         if unexpected:
             parts.append(f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
         if shapes:
-            parts.append(f"wrong shape {sorted(shapes)[:3]}")
+            parts.append(f"wrong shape {shapes[:3]}")
         raise WeightsError(f"{source} does not fit the model: {'; '.join(parts)}")
+    check_values(own, state, source)
     model.load_state_dict(state)
+
+
+def check_values(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse tensors of ``state`` (those ``own`` also has) whose dtype differs from the model's,
+    which ``load_state_dict`` would cast silently (int64 "weights" would run), or that hold NaN
+    or infinity.
+
+    Raises:
+        WeightsError: Naming up to three tensors.
+    """
+    shared = sorted(set(own) & set(state))
+    dtypes = [k for k in shared if own[k].dtype != state[k].dtype]
+    if dtypes:
+        raise WeightsError(f"{source} does not fit the model: wrong dtype "
+                           f"{[f'{k} ({state[k].dtype})' for k in dtypes[:3]]}, expected {own[dtypes[0]].dtype}")
+    broken = [k for k in shared if state[k].is_floating_point() and not bool(torch.isfinite(state[k]).all())]
+    if broken:
+        raise WeightsError(f"{source} holds non-finite values (NaN or infinity) in {broken[:3]}: corrupt weights")
 
 
 def default_weights_path(name: str) -> Path:

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .. import console
+from .. import console, interrupts
 from ..errors import UsageError
 from ..manifest import DYNAMIC_MULTIPLE, Manifest, ManifestError, read_manifest
 
@@ -121,6 +121,11 @@ def pte_backend(path: str | Path) -> Backend:
     if meta.num_inputs() != 1 or list(meta.input_tensor_meta(0).sizes()) != expected:
         raise ManifestError(f"{path}: the program takes {list(meta.input_tensor_meta(0).sizes())}, but its sidecar "
                             f"says {manifest.shape} (expected {expected}); re-export it")
+    # The output's planned size is the scale the program really has, whatever the sidecar claims.
+    upscaled = [1, 3, *(manifest.scale * side for side in expected[2:])]
+    if meta.num_outputs() != 1 or list(meta.output_tensor_meta(0).sizes()) != upscaled:
+        raise ManifestError(f"{path}: the program returns {list(meta.output_tensor_meta(0).sizes())}, but its sidecar "
+                            f"says x{manifest.scale} (expected {upscaled}); re-export it")
 
     def run(x: np.ndarray) -> np.ndarray:
         return method.execute([torch.from_numpy(np.ascontiguousarray(x))])[0].numpy()
@@ -140,6 +145,7 @@ def coreml_backend(path: str | Path) -> Backend:
         )
     import coremltools as ct
 
+    interrupts.check()  # coremltools' imports swallow a Ctrl-C that comes meanwhile
     try:
         with console.third_party():
             mlmodel = ct.models.MLModel(str(path))
