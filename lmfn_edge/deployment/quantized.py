@@ -10,19 +10,36 @@ places that ``torch.export.load`` runs: pickled members (sample inputs, which to
 with ``weights_only=False`` when the safe load fails; weights and constants flagged
 ``use_pickle``; custom and opaque objects), graph targets resolved by attribute lookup from the
 ``torch`` module (``torch.os.system`` resolves), symbolic-shape expressions parsed by
-``sympy.sympify`` (an ``eval``) and guard code run by ``exec``. :func:`check_archive` validates
-the archive bytes before torch sees them (docs/quantization.md, "The program file"):
+``sympy.sympify`` (an ``eval``) and guard code run by ``exec``. And zip readers disagree on
+malformed archives: Python's ``zipfile`` keeps the last of two members of one name, torch's
+reader (miniz) the first, and readers differ in which record they trust (central directory or
+local header) where the two disagree. So
+:func:`check_archive` validates the archive bytes before torch sees them (docs/quantization.md,
+"The program file"):
 
-* only the members ``torch.export.save`` writes for one program, no pickled weight or
-  constant, no custom or opaque object, no legacy pickle file;
+* the zip structure is exactly what torch's writer produces: members back to back from the
+  first byte, each a local header agreeing with its central-directory entry (name, flags,
+  method; CRC and sizes left zero, as torch leaves them), stored uncompressed, unencrypted, its
+  data 64-byte aligned by torch's padding extra field and followed by a data descriptor
+  agreeing with the central entry (CRC, sizes), the CRC matching the data; then the central
+  directory (no extra fields, no comments), the zip64 end record, its locator and the end
+  record, which agree with each other, and nothing after them (no archive comment). No member
+  name appears twice (compared as miniz compares them, ignoring case);
+* only the members ``torch.export.save`` writes for one program and
+  ``extra/lmfn_config.json``: no pickled weight or constant, no custom or opaque object, no
+  legacy pickle file, no other extra file;
+* every JSON member (the program, the weights and constants configs, ``lmfn_config.json``)
+  is within a size and nesting-depth bound before it is parsed (:func:`lmfn_edge.metadata.parse_json`;
+  the bounds, and what torch writes, are noted at ``_PROGRAM_JSON``);
 * the sample inputs pass torch's restricted unpickler (``torch.load(weights_only=True)``), so
   torch's own first attempt succeeds and its unrestricted fallback never runs;
 * every graph node calls an ``aten`` or ``quantized_decomposed`` operator (registered
   operators, not Python callables), there are no nested graphs, no symbolic shapes, no
   range constraints and no guard code (the programs this SDK writes have fixed shapes).
 
-The bytes are read once and torch loads the validated bytes from memory, so the file cannot be
-swapped between the check and the load.
+The file is read once, and torch loads, from memory, a fresh archive built from the checked
+members alone (the very bytes each check read): no difference between zip readers, and no
+change to the file between the check and the load, can put other bytes before torch.
 """
 
 from __future__ import annotations
@@ -30,13 +47,14 @@ from __future__ import annotations
 import io
 import json
 import re
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..manifest import DYNAMIC_MULTIPLE, MIN_DYNAMIC, package_versions
+from ..manifest import DYNAMIC_MULTIPLE, MAX_SIDE, MIN_DYNAMIC, package_versions
+from ..metadata import MAX_METADATA_BYTES, MetadataError, parse_json
+from .torch_zip import LayoutError, NotAZipError, canonical_archive, read_members
 
 __all__ = [
     "FORMAT",
@@ -51,11 +69,23 @@ __all__ = [
 
 FORMAT = "lmfn-edge-quantized"
 INFO_FILE = "lmfn_config.json"  # extra file inside the .pt2 archive
-MAX_BYTES = 256 * 2**20  # an LMFN int8 program is about 2 MB; anything far larger is not one
+MAX_BYTES = 256 * 2**20  # a default x4 int8 program is 11 MB, a 32-block one about 45; larger is not one
 METHODS = ("qat", "ptq")
 
 _OP_TARGET = re.compile(r"torch\.ops\.(aten|quantized_decomposed)\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+")
 _FIXED_MEMBERS = {"archive_format", "archive_version", "byteorder", ".data/version", ".data/serialization_id"}
+
+# ``(max_bytes, max_depth)`` of each JSON member, far above what torch writes for LMFN programs
+# (measured with torch 2.13). Depth follows torch's serialization schema, not the model: nodes
+# are one flat list and an argument holds at most a flat list of tensors, so the program nests
+# 10 levels for the tiny test program and the default x4 alike (program > graph_module > graph >
+# nodes > node > inputs > input > arg > as_tensors > tensor); payload configs nest 6 and
+# lmfn_config.json 2. Sizes grow with the node and weight counts, that is with num_blocks (not
+# channels or kernel_size): the default x4 (8 blocks, 5,074 nodes, 1,540 weights) has an 8 MB
+# program and a 0.5 MB weights config, so 32 blocks (the most LMFNConfig allows) about 32 and 2 MB.
+_PROGRAM_JSON = (128 * 2**20, 32)
+_PAYLOAD_CONFIG_JSON = (16 * 2**20, 16)
+_INFO_JSON = (MAX_METADATA_BYTES, 16)
 
 
 class QuantizedProgramError(UsageError):
@@ -63,11 +93,13 @@ class QuantizedProgramError(UsageError):
 
 
 def check_tile(tile: int) -> int:
-    """The LR tile of an int8 program: a multiple of 8, at least 16 (the captured graph's grid)."""
-    if isinstance(tile, bool) or not isinstance(tile, int) or tile < MIN_DYNAMIC or tile % DYNAMIC_MULTIPLE:
+    """The LR tile of an int8 program: a multiple of 8 from 16 (the captured graph's grid) to the
+    largest program input side."""
+    if isinstance(tile, bool) or not isinstance(tile, int) or not MIN_DYNAMIC <= tile <= MAX_SIDE \
+            or tile % DYNAMIC_MULTIPLE:
         raise QuantizedProgramError(
-            f"tile must be a multiple of {DYNAMIC_MULTIPLE} and >= {MIN_DYNAMIC} (the captured graph assumes it), "
-            f"got {tile!r}"
+            f"tile must be a multiple of {DYNAMIC_MULTIPLE} from {MIN_DYNAMIC} (the captured graph assumes it) to "
+            f"{MAX_SIDE}, got {tile!r}"
         )
     return tile
 
@@ -118,11 +150,8 @@ class QuantizedInfo:
         return json.dumps({"format": FORMAT, **asdict(self)}, indent=2)
 
     @classmethod
-    def from_json(cls, text: str, source: str) -> "QuantizedInfo":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            raise QuantizedProgramError(f"{source}: {INFO_FILE} is not valid JSON") from None
+    def from_json(cls, text: str | bytes, source: str) -> "QuantizedInfo":
+        data = _parse_json(text, source, INFO_FILE, _INFO_JSON)
         if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
             raise QuantizedProgramError(f"{source} is not an lmfn-edge quantized program (no {INFO_FILE})")
         missing = sorted({"method", "config", "tile"} - set(data))
@@ -164,8 +193,7 @@ def load_quantized(path: str | Path):
     size = path.stat().st_size
     if size > MAX_BYTES:
         raise QuantizedProgramError(f"{path} is {size / 2**20:.0f} MB, too large for an LMFN program")
-    data = path.read_bytes()
-    info = check_archive(data, str(path))
+    members, info = _checked_members(path.read_bytes(), str(path))
 
     import torch
 
@@ -173,7 +201,7 @@ def load_quantized(path: str | Path):
     import torch.ao.quantization.fx._decomposed  # noqa: F401
 
     try:
-        program = torch.export.load(io.BytesIO(data))
+        program = torch.export.load(io.BytesIO(canonical_archive(members)))
     except Exception as exc:  # torch raises many types for an archive it cannot read
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise QuantizedProgramError(f"cannot load quantized program {path}: {first}") from None
@@ -193,47 +221,59 @@ def check_archive(data: bytes, source: str) -> QuantizedInfo:
         QuantizedProgramError: On anything but the one-program, pickle-free layout this SDK
             writes.
     """
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        names = archive.namelist()
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
-        raise QuantizedProgramError(f"{source} is not a .pt2 program archive (not a zip file)") from None
+    return _checked_members(data, source)[1]
 
+
+def _refusal(source: str):
     def refuse(problem: str) -> QuantizedProgramError:
         return QuantizedProgramError(f"{source}: {problem}; refusing to load it")
 
+    return refuse
+
+
+def _parse_json(data: bytes | str, source: str, member: str, limits: tuple[int, int]) -> Any:
+    """``member`` of the archive ``source``, parsed once it is within ``limits`` (size, depth)."""
+    try:
+        return parse_json(data, member, *limits)
+    except MetadataError as exc:
+        raise _refusal(source)(str(exc)) from None
+
+
+def _checked_members(data: bytes, source: str) -> tuple[dict[str, bytes], QuantizedInfo]:
+    """The members of a valid archive (full names, in the file's order) and its info."""
+    refuse = _refusal(source)
+    try:
+        archive = read_members(data)
+    except NotAZipError:
+        raise QuantizedProgramError(f"{source} is not a .pt2 program archive (not a zip file)") from None
+    except LayoutError as exc:
+        raise refuse(str(exc)) from None
+    names = list(archive)
     roots = {n.split("/", 1)[0] for n in names}
     if len(roots) != 1 or not all("/" in n for n in names):
         raise refuse("not a single-folder .pt2 archive")
     root = roots.pop() + "/"
+    members = {n[len(root):]: archive[n] for n in names}
 
     def read(name: str) -> bytes:
-        try:
-            return archive.read(root + name)
-        except KeyError:
-            raise refuse(f"missing {name}") from None
-        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
-            raise refuse(f"cannot read {name} ({exc})") from None
+        if name not in members:
+            raise refuse(f"missing {name}")
+        return members[name]
 
-    def read_json(name: str) -> Any:
-        try:
-            return json.loads(read(name).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise refuse(f"{name} is not valid JSON") from None
-
-    members = {n[len(root):] for n in names if not n.endswith("/")}
     models = sorted(m for m in members if m.startswith("models/"))
     if len(models) != 1 or not models[0].endswith(".json"):
         raise refuse(f"expected one program in models/, found {models}")
     name = models[0][len("models/"):-len(".json")]
     weights_config, constants_config = (f"data/{d}/{name}_{d}_config.json" for d in ("weights", "constants"))
     sample_inputs = f"data/sample_inputs/{name}.pt"
-    if INFO_FILE not in {m[len("extra/"):] for m in members if m.startswith("extra/")}:
+    info_file = "extra/" + INFO_FILE
+    if info_file not in members:
         raise QuantizedProgramError(f"{source} is not an lmfn-edge quantized program (no {INFO_FILE})")
 
-    allowed = _FIXED_MEMBERS | {models[0], weights_config, constants_config, sample_inputs}
-    for kind, config_name, prefix in (("weights", weights_config, "weight_"), ("constants", constants_config, "tensor_")):
-        config = read_json(config_name)
+    allowed = _FIXED_MEMBERS | {models[0], weights_config, constants_config, sample_inputs, info_file}
+    for kind, config_name, prefix in (("weights", weights_config, "weight_"),
+                                      ("constants", constants_config, "tensor_")):
+        config = _parse_json(read(config_name), source, config_name, _PAYLOAD_CONFIG_JSON)
         entries = config.get("config") if isinstance(config, dict) else None
         if not isinstance(entries, dict):
             raise refuse(f"{config_name} is malformed")
@@ -244,18 +284,14 @@ def check_archive(data: bytes, source: str) -> QuantizedInfo:
             if not isinstance(path_name, str) or not re.fullmatch(re.escape(prefix) + r"[0-9]+", path_name):
                 raise refuse(f"{kind} entry {fqn!r} is not a plain tensor ({path_name!r})")
             allowed.add(f"data/{kind}/{path_name}")
-    unexpected = sorted(m for m in members - allowed if not m.startswith("extra/"))
+    unexpected = [m for m in members if m not in allowed]
     if unexpected:
-        raise refuse(f"unexpected member {unexpected[0]!r} (legacy pickles, custom objects and compiled "
-                     "kernels are not accepted)")
+        raise refuse(f"unexpected member {unexpected[0]!r} (legacy pickles, custom objects, compiled kernels and "
+                     "other extra files are not accepted)")
 
-    _check_program_json(read_json(models[0]), refuse)
+    _check_program_json(_parse_json(read(models[0]), source, models[0], _PROGRAM_JSON), refuse)
     _check_sample_inputs(read(sample_inputs), refuse)
-    try:
-        info_text = read("extra/" + INFO_FILE).decode("utf-8")
-    except UnicodeDecodeError:
-        raise refuse(f"{INFO_FILE} is not UTF-8 text") from None
-    return QuantizedInfo.from_json(info_text, source)
+    return archive, QuantizedInfo.from_json(read(info_file), source)
 
 
 def _check_program_json(program: Any, refuse) -> None:
