@@ -3,12 +3,18 @@
 ``import lmfn_edge`` stays cheap: executorch, coremltools and torchao are imported only inside
 the functions that need them. The package is layered (docs/architecture.md, enforced by the
 import-linter contracts in pyproject.toml): leaves (``errors``, ``manifest``, ``io``,
-``metrics``, ``imresize``) <- ``model`` <- ``runtime`` | ``deployment`` <- ``evaluation`` <-
+``metrics``, ``imresize``, over ``architecture``, ``metadata``, ``interrupts``) <- ``model`` <- ``runtime`` | ``deployment`` <- ``evaluation`` <-
 ``cli`` <- the command lines (``export``, ``upscale``, ``evaluate``, ``bench``,
 ``verify_coreml``, ``info``).
 """
 
 from __future__ import annotations
+
+from . import interrupts
+
+# First, before torch is imported: a Ctrl-C while `python -m lmfn_edge.<command>` (or training.*,
+# quantization.*) starts up is recorded and honoured by the command, not a traceback.
+interrupts.arm_if_command()
 
 from .model import LMFN, MODEL_SCALES, LMFNConfig, config_for, model_name
 from .model.weights import WeightsRecord, load_model

@@ -5,8 +5,10 @@ an argparse parser built from the helpers here, and one library call run by :fun
 
 * prints a known error (:class:`~lmfn_edge.errors.LmfnEdgeError`, or an ``OSError`` such as a
   full disk) as one line, ``error: <message>``, and exits 2 for a request that cannot be done
-  as asked or 1 for a failure during the work; Ctrl-C prints ``interrupted`` and exits 130;
-  any other exception is a bug and keeps its traceback;
+  as asked or 1 for a failure during the work; Ctrl-C prints ``interrupted`` and exits 130,
+  however early or often it comes, also when third-party code swallowed it
+  (:mod:`lmfn_edge.interrupts`); an allocation that fails is ``out of memory``, exit 1; any
+  other exception is a bug and keeps its traceback;
 * keeps the command's own lines and progress bars and drops third-party noise (warnings,
   library logging, native libraries' stderr chatter, other libraries' progress bars) unless
   ``--verbose`` is given (:mod:`lmfn_edge.console`).
@@ -18,7 +20,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from . import console
+from . import console, interrupts
 from .errors import LmfnEdgeError
 
 __all__ = [
@@ -68,8 +70,9 @@ def add_progress(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= ``minimum`` (refused before any work otherwise)."""
+def int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum`` (and <= ``maximum``), refused before any work
+    otherwise."""
 
     def parse(text: str) -> int:
         try:
@@ -78,31 +81,62 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {value}")
         return value
 
-    parse.__name__ = f"integer >= {minimum}"
+    parse.__name__ = f"integer >= {minimum}" if maximum is None else f"integer in [{minimum}, {maximum}]"
     return parse
 
 
 def run(p: argparse.ArgumentParser, body: Callable[[argparse.Namespace], int | None],
         argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run ``body(args)`` inside the error boundary; returns the exit code."""
+    try:
+        with interrupts.handling():
+            return _run(p, body, argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(p: argparse.ArgumentParser, body: Callable[[argparse.Namespace], int | None],
+         argv: list[str] | None) -> int:
     args = p.parse_args(argv)
     with console.quiet(not getattr(args, "verbose", False)):
         try:
-            return body(args) or 0
+            code = body(args) or 0
+        except KeyboardInterrupt:
+            raise
         except LmfnEdgeError as exc:
+            interrupts.check()  # an error caused by a swallowed Ctrl-C is the Ctrl-C
             _error(str(exc))
             return exc.exit_code
         except OSError as exc:  # the environment (disk full, permissions), not a bug
+            interrupts.check()
             _error(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
             return 1
         except MemoryError:
-            _error("out of memory; use a smaller --tile or a smaller image")
+            _error(OUT_OF_MEMORY)
             return 1
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
+        except Exception as exc:
+            interrupts.check()  # a library half-imported when Ctrl-C was swallowed fails oddly
+            if _allocation_failed(exc):
+                _error(OUT_OF_MEMORY)
+                return 1
+            raise
+        interrupts.check()  # a swallowed Ctrl-C: the run did not finish as asked
+        return code
+
+
+OUT_OF_MEMORY = "out of memory; use a smaller --tile, --shape, batch or image"
+
+
+def _allocation_failed(exc: Exception) -> bool:
+    """torch reports a failed CPU allocation as a ``RuntimeError`` (CUDA: ``OutOfMemoryError``)."""
+    text = str(exc)
+    return type(exc).__name__ == "OutOfMemoryError" or (
+        isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "not enough memory" in text))
 
 
 def _error(message: str) -> None:

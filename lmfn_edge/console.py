@@ -7,7 +7,7 @@ converter and its progress bars, ExecuTorch's runtime, ``torch.onnx``) in :func:
 which drops their Python-level stderr output while quiet. Outside a quiet command (a Python
 caller of the library) nothing is hidden.
 
-A leaf module: the standard library only.
+A leaf module: the standard library only (and :mod:`lmfn_edge.interrupts`, below it).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator
+
+from . import interrupts
 
 __all__ = ["is_quiet", "quiet", "third_party"]
 
@@ -36,9 +38,10 @@ def third_party() -> Iterator[None]:
     """Around a call into a third-party library: its stderr output is dropped while quiet."""
     if not _state["quiet"]:
         yield
-        return
-    with contextlib.redirect_stderr(io.StringIO()):
-        yield
+    else:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    interrupts.check()  # third-party code may have swallowed a Ctrl-C
 
 
 @contextlib.contextmanager

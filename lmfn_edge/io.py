@@ -24,6 +24,7 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import interrupts
 from .errors import UsageError
 
 __all__ = [
@@ -240,16 +241,18 @@ def atomic_write(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp, fd = _create_temp(path)
-    try:
-        with os.fdopen(fd, mode, encoding=encoding) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with interrupts.temporary(tmp):  # removed by an exit on a second Ctrl-C too
+        try:
+            with os.fdopen(fd, mode, encoding=encoding) as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            interrupts.check()  # a Ctrl-C that third-party code swallowed still replaces nothing
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
     _fsync_dir(path.parent)
 
 
@@ -334,11 +337,20 @@ def _create_temp(path: Path) -> tuple[Path, int]:
     # ones a plain open() would give (tempfile.mkstemp would leave it private, 0o600).
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        tmp = path.with_name(f".{_short(path.name)}.{secrets.token_hex(4)}.tmp")
         try:
             return tmp, os.open(tmp, flags, 0o666)
         except FileExistsError:
             continue
+
+
+def _short(name: str) -> str:
+    """A temporary file's stem: a name of the longest legal length plus ``.XXXXXXXX.tmp`` would
+    exceed the file system's limit, so the temporary name keeps only the start of it."""
+    return os.fsencode(name)[:TEMP_STEM].decode(errors="ignore") if len(os.fsencode(name)) > TEMP_STEM else name
+
+
+TEMP_STEM = 96  # bytes
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -371,6 +383,7 @@ def check_output(
     inputs: tuple[str | os.PathLike | None, ...] = (),
     folder: bool = False,
     flag: str = "output",
+    inside_inputs: bool = True,
 ) -> Path:
     """Refuses, before any work, an output that cannot be written as asked.
 
@@ -380,28 +393,37 @@ def check_output(
         folder: The output is a folder (of images); else a file or a package folder
             (.mlpackage) that replaces what is there.
         flag: How the command line calls the output, for the message.
+        inside_inputs: Whether the output may lie inside an input folder (an upscaled copy of
+            a photo folder in a subfolder of it may; a training run's folder inside its data
+            may not).
 
     Returns:
         ``path`` as a ``Path``. Missing parent folders are created when the output is written.
 
     Raises:
         OutputError: If ``path`` is an existing folder where a file is expected (or a file
-            where a folder is), equals an input or an existing file of an input folder, or lies
-            in a folder that is a file or is not writable.
+            where a folder is), equals an input or an existing file of an input folder (or lies
+            inside an input folder, unless ``inside_inputs``), has a name the file system cannot
+            hold, or lies in a folder that is a file or is not writable.
     """
     path = Path(path)
-    for source in inputs:
-        if source is None:
-            continue
-        if same_path(path, source):
-            raise OutputError(f"{flag} {path} is also an input; choose another path")
-        if path.exists() and Path(source).is_dir() and path.resolve().is_relative_to(Path(source).resolve()):
-            raise OutputError(f"{flag} {path} would replace a file of the input folder {source}; choose another path")
+    _check_name_lengths(path, flag)
     if folder:
         if path.exists() and not path.is_dir():
             raise OutputError(f"{flag} {path} is a file, but a folder is needed")
     elif path.is_dir() and path.suffix.lower() != ".mlpackage":
         raise OutputError(f"{flag} {path} is a folder; give a file path")
+    for source in inputs:
+        if source is None:
+            continue
+        if same_path(path, source):
+            raise OutputError(f"{flag} {path} is also an input; choose another path")
+        if Path(source).is_dir() and path.resolve().is_relative_to(Path(source).resolve()):
+            if not inside_inputs:
+                raise OutputError(f"{flag} {path} is inside the input folder {source}; choose a folder outside it")
+            if path.exists():
+                raise OutputError(f"{flag} {path} would replace a file of the input folder {source}; choose another "
+                                  "path")
     parent = path if folder else path.parent
     existing = parent
     while not existing.exists():
@@ -410,9 +432,40 @@ def check_output(
         existing = existing.parent
     if not existing.is_dir():
         raise OutputError(f"cannot create {parent}: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if not os.access(existing, os.W_OK | os.X_OK) or not _can_create_in(existing):
         raise OutputError(f"cannot write to {existing}: permission denied")
     return path
+
+
+def _check_name_lengths(path: Path, flag: str) -> None:
+    """A name too long for the file system would fail only when the finished output is renamed."""
+    existing = path.absolute()
+    while not os.path.exists(existing) and existing.parent != existing:  # os.path: no error on long names
+        existing = existing.parent
+    try:
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+        path_max = os.pathconf(existing, "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows): the common limits
+        name_max, path_max = 255, 4096
+    for part in path.absolute().parts:
+        if len(os.fsencode(part)) > name_max:
+            raise OutputError(f"{flag}: the name {part[:32]}... is {len(os.fsencode(part))} bytes long, more than "
+                              f"the {name_max} the file system allows")
+    if len(os.fsencode(str(path.absolute()))) >= path_max:
+        raise OutputError(f"{flag} {path}: the path is longer than the {path_max} bytes the file system allows")
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be created in ``folder`` (read-only mounts and immutable folders pass
+    ``os.access`` for root)."""
+    try:
+        tmp, fd = _create_temp(folder / "lmfn-edge-write-check")
+    except OSError:
+        return False
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+    return True
 
 
 @contextlib.contextmanager
@@ -429,27 +482,34 @@ def staged(path: str | os.PathLike) -> Iterator[Path]:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{_short(path.name)}.", suffix=".tmp", dir=path.parent))
     try:
-        staging = tmp / path.name
-        yield staging
-        if path.is_dir() and not path.is_symlink():
-            os.replace(path, tmp / ".previous")
-        os.replace(staging, path)
-        _fsync_dir(path.parent)
+        with interrupts.temporary(tmp):  # removed by an exit on a second Ctrl-C too
+            staging = tmp / path.name
+            yield staging
+            interrupts.check()  # a Ctrl-C that third-party code swallowed still replaces nothing
+            with interrupts.committing():  # the old folder moves aside only for the new one
+                if path.is_dir() and not path.is_symlink():
+                    os.replace(path, tmp / ".previous")
+                os.replace(staging, path)
+            _fsync_dir(path.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def image_size(path: str | os.PathLike) -> tuple[int, int]:
+def image_size(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
     """(width, height) of an image as its header says (EXIF rotation applied), without decoding.
 
     Raises:
-        ImageError: If the file is missing or not an image.
+        ImageError: If the file is missing or not an image, or larger than ``max_pixels``
+            (the limit :func:`load_image` applies, so a header-only check refuses what loading
+            would).
     """
     with _opened(path) as img:
         width, height = img.size
         orientation = img.getexif().get(0x0112, 1)
+    if width * height > max_pixels:
+        raise ImageError(f"{path}: {width}x{height} image exceeds the limit of {max_pixels} pixels")
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 

@@ -6,3 +6,5 @@ Modules: ``config`` (TrainConfig over the engine's LoopConfig, TOML and ``--set`
 run log), ``checkpoint``, ``dist`` (torchrun), ``train``, ``release`` and ``throughput`` (the
 CLIs). See docs/training.md.
 """
+
+import lmfn_edge  # noqa: F401  (first: arms Ctrl-C handling while the command's imports run)

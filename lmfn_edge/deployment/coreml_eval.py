@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .. import console
+from .. import console, interrupts
 from ..errors import UsageError
 
 __all__ = ["InputShapeError", "MILEvalError", "MILEvaluator", "UnsupportedOpError", "load_program"]
@@ -58,6 +58,7 @@ def load_program(model: Any) -> tuple[Any, Any]:
     """
     import coremltools as ct
 
+    interrupts.check()  # coremltools' imports swallow a Ctrl-C that comes meanwhile
     if hasattr(model, "functions"):
         return model, None
     source = "the model"
@@ -211,6 +212,7 @@ class MILEvaluator:
             env[name] = x.astype(_nptype(var.dtype))
             _check_shape(var, env[name].shape, symbols, f"input {name!r}")
         for op, release in zip(self.ops, self._release):
+            interrupts.check()  # an op can take seconds in numpy
             if op.op_type != "const":
                 args = {k: _read(v, env) for k, v in op.inputs.items()}
                 try:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .. import console
+from .. import console, interrupts
 from ..errors import UsageError
 
 # Graph nodes that are bookkeeping rather than compute when left outside a delegate.
@@ -31,9 +31,11 @@ def _require(module: str, extra: str):
     import importlib
 
     try:
-        return importlib.import_module(module)
+        imported = importlib.import_module(module)
     except ImportError as exc:
         raise ExportError(f"{module} is required for this target ({exc}); install {extra}") from None
+    interrupts.check()  # coremltools' imports swallow a Ctrl-C that comes meanwhile
+    return imported
 
 
 @dataclass
