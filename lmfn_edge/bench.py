@@ -13,6 +13,8 @@ import sys
 
 from . import cli
 
+MAX_THREADS = 256  # a thread pool larger than any phone or server has is a typo, not a request
+
 __all__ = ["build_parser", "main"]
 
 
@@ -24,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_scale(p, default=4)
     cli.add_weights(p)
     cli.add_random_init(p)
-    p.add_argument("--threads", type=cli.int_at_least(1), default=2, help="threads for every runtime (default 2)")
+    p.add_argument("--threads", type=cli.int_at_least(1, MAX_THREADS), default=2, help="threads for every runtime (default 2)")
     p.add_argument("--rounds", type=cli.int_at_least(1), default=3, help="turns over all runtimes (default 3)")
     p.add_argument("--repeats", type=cli.int_at_least(1), default=5, help="timed runs per worker (default 5)")
     p.add_argument("--warmup", type=cli.int_at_least(0), default=2, help="untimed runs per worker (default 2)")

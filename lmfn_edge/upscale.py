@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from . import cli
+from .manifest import MAX_SIDE
 
 __all__ = ["build_parser", "main"]
 
@@ -24,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", type=Path, help="output file, or folder for a folder input")
     p.add_argument("--model", help=".pte, .mlpackage or .safetensors (default: the embedded weights for --scale)")
     cli.add_scale(p, help="upscaling factor (default 4, or the model's)")
-    p.add_argument("--tile", type=cli.int_at_least(0),
-                   help="LR tile side (default: a fixed-shape program's own, else 128; 0: whole image, eager only)")
+    p.add_argument("--tile", type=cli.int_at_least(0, MAX_SIDE),
+                   help=f"LR tile side, at most {MAX_SIDE} (default: a fixed-shape program's own, else 128; 0: whole "
+                        "image, eager only)")
     p.add_argument("--overlap", type=cli.int_at_least(0),
                    help="LR overlap between tiles (default: the program's sidecar value, else 16)")
     cli.add_progress(p)

@@ -16,7 +16,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .manifest import DYNAMIC_MULTIPLE, MIN_DYNAMIC
+    from .manifest import DYNAMIC_MULTIPLE, MAX_SIDE, MIN_DYNAMIC
 
     p = cli.parser("lmfn_edge.verify_coreml", "Evaluate a Core ML .mlpackage with numpy and compare it with the "
                                               "eager model.")
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel-size", type=cli.int_at_least(1), help="DSConv taps (with --random-init only)")
     p.add_argument("--pattern", help="cell pattern (with --random-init only)")
     p.add_argument("--images", nargs="+", help="images to check on (default: scikit-image's held-out photos)")
-    p.add_argument("--size", type=cli.int_at_least(MIN_DYNAMIC),
+    p.add_argument("--size", type=cli.int_at_least(MIN_DYNAMIC, MAX_SIDE),
                    help=f"LR side for flexible-shape programs, a multiple of {DYNAMIC_MULTIPLE} (default 64)")
     cli.add_json(p, "the report")
     return p

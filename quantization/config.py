@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lmfn_edge.manifest import DEFAULT_TILE, DYNAMIC_MULTIPLE
+from lmfn_edge.manifest import DEFAULT_TILE, DYNAMIC_MULTIPLE, MAX_SIDE
 from training.config import ConfigError, LoopConfig, load_config
 
 __all__ = ["ConfigError", "QATConfig", "RELEASES", "TARGETS", "load_qat_config"]
@@ -76,6 +76,8 @@ class QATConfig(LoopConfig):
             value = getattr(self, name)
             if value < 16 or value % DYNAMIC_MULTIPLE:
                 raise ConfigError(f"{name} must be a multiple of {DYNAMIC_MULTIPLE} and >= 16, got {value}")
+        if self.tile > MAX_SIDE:
+            raise ConfigError(f"tile must be <= {MAX_SIDE} (the largest program input side), got {self.tile}")
 
 
 def load_qat_config(path: str | Path | None = None, sets: list[str] | None = None) -> QATConfig:

@@ -26,7 +26,7 @@ from lmfn_edge.deployment.pt2e import (
 )
 from lmfn_edge.deployment.quantized import QuantizedInfo, check_tile, save_quantized
 from lmfn_edge.io import ImageError, check_output, load_image
-from lmfn_edge.manifest import DEFAULT_TILE, DYNAMIC_MULTIPLE
+from lmfn_edge.manifest import DEFAULT_TILE, DYNAMIC_MULTIPLE, MAX_SIDE
 from lmfn_edge.model import LMFN
 from lmfn_edge.model.weights import load_model
 from training.data import DataError, find_pairs
@@ -89,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", action="append", required=True, help="calibration folder (repeatable)")
     p.add_argument("--output", type=Path, required=True, help="int8 program to write (.pt2)")
     cli.add_scale(p, help="check that the weights have this scale")
-    p.add_argument("--tile", type=cli.int_at_least(16), default=DEFAULT_TILE,
-                   help="LR tile of the program, a multiple of 8 (default 128)")
+    p.add_argument("--tile", type=cli.int_at_least(16, MAX_SIDE), default=DEFAULT_TILE,
+                   help=f"LR tile of the program, a multiple of 8, at most {MAX_SIDE} (default 128)")
     p.add_argument("--num-images", type=cli.int_at_least(1), default=DEFAULT_IMAGES,
                    help="calibration images (default 16)")
     p.add_argument("--crop", type=cli.int_at_least(16), default=DEFAULT_SIZE,
@@ -106,9 +106,11 @@ def _run(args: argparse.Namespace) -> int:
     check_tile(args.tile)
     if args.output.suffix != ".pt2":
         raise QuantizationError(f"--output {args.output} must end in .pt2")
-    check_output(args.output, inputs=(args.weights, *args.data_root), flag="--output")
-    model, weights = load_model(args.scale, args.weights)
     cache = args.cache_dir or args.output.parent / "cache"
+    # Nothing is written into the calibration folders: not the program, not the LR cache.
+    check_output(args.output, inputs=(args.weights, *args.data_root), flag="--output", inside_inputs=False)
+    check_output(cache, inputs=(args.weights, *args.data_root), folder=True, flag="--cache-dir", inside_inputs=False)
+    model, weights = load_model(args.scale, args.weights)
     crops = load_calibration(args.data_root, model.config.scale, args.num_images, args.crop, cache)
     program, _ = ptq(model, crops, args.tile, progress=not args.no_progress)
     info = QuantizedInfo(

@@ -76,12 +76,21 @@ class QATTrainer(Trainer):
     kind = "qat"
 
     def __init__(self, config: QATConfig, output_dir: str | Path, progress: bool = True,
-                 output: str | Path | None = None) -> None:
-        super().__init__(config, output_dir, progress)
+                 output: str | Path | None = None, reads: tuple[str | Path, ...] = ()) -> None:
+        super().__init__(config, output_dir, progress, reads)
         if not config.weights:
             raise ConfigError("no float weights: pass --weights or set weights")
-        self.float_model, self.weights = load_model(config.scale, config.weights)
         self.output = Path(output) if output else self.output_dir / f"{model_name(config.scale)}_qat_int8.pt2"
+        if self.output.suffix != ".pt2":
+            raise QuantizationError(f"--output {self.output} must end in .pt2")
+        self.params = self.output.with_name(f"{model_name(config.scale)}_int8.safetensors")
+        self.float_model, self.weights = load_model(config.scale, config.weights)
+
+    def inputs(self) -> list[str | Path]:
+        return [*super().inputs(), self.config.weights]
+
+    def outputs(self) -> list[Path]:
+        return [self.output, self.params]
 
     def describe(self, model: nn.Module) -> str:
         return f"QAT {model_name(self.scale)} {self.float_model.config.to_dict()} from {self.config.weights}"
@@ -145,7 +154,7 @@ class QATTrainer(Trainer):
                    "ema_decay": config.ema_decay, "released": "ema" if use_ema else "raw",
                    "learning_rate": config.learning_rate, "target": config.target,
                    "batch_size": config.batch_size, "patch_size": config.patch_size}
-        params = self.output.with_name(f"{model_name(self.scale)}_int8.safetensors")
+        params = self.params
         save_int8_params(final, params, Int8Info(self.float_model.config.to_dict(), self.kind, self.weights.to_dict(),
                                                  details))
         summary["int8_params"] = str(params)
@@ -180,8 +189,10 @@ def qat(
     resume: bool = False,
     progress: bool = True,
     output: str | Path | None = None,
+    reads: tuple[str | Path, ...] = (),
 ) -> dict[str, Any]:
-    """Fine-tunes (or resumes) in ``output_dir``; at the last step writes the int8 program.
+    """Fine-tunes (or resumes) in ``output_dir``; at the last step writes the int8 program and
+    the int8 parameters beside it (``lmfn_x{scale}_int8.safetensors``).
 
     Args:
         config: The run.
@@ -189,6 +200,8 @@ def qat(
         resume: Continue from ``output_dir/ckpt.pt``.
         progress: Show a progress bar.
         output: Program path; default ``output_dir/lmfn_x{scale}_qat_int8.pt2``.
+        reads: Files the caller read for this run (its TOML config); like the config's inputs,
+            none may be one of the files the run writes (checked before any work).
 
     Returns:
         ``step``, ``loss``, validation PSNR-Y of the float model, the fake-quant EMA and the
@@ -198,7 +211,7 @@ def qat(
         ConfigError, DataError, CheckpointError, WeightsError: With a one-line message, before
             any training.
     """
-    return QATTrainer(config, output_dir, progress, output).run(resume)
+    return QATTrainer(config, output_dir, progress, output, reads).run(resume)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,16 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lmfn_edge.io import check_output
-
     flags = {"weights": args.weights, "data_roots": args.data_root, "val_root": args.val_root}
     config = resolve_config(QATConfig, args, flags)
-    check_output(args.output_dir, folder=True, flag="--output-dir")
-    if args.output is not None:
-        if args.output.suffix != ".pt2":
-            raise QuantizationError(f"--output {args.output} must end in .pt2")
-        check_output(args.output, inputs=(config.weights,), flag="--output")
-    summary = qat(config, args.output_dir, args.resume, not args.no_progress, args.output)
+    summary = qat(config, args.output_dir, args.resume, not args.no_progress, args.output,
+                  reads=(args.config,) if args.config else ())
     print(json.dumps(summary))
     return 0
 

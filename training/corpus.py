@@ -43,7 +43,7 @@ import numpy as np
 
 from lmfn_edge import cli
 from lmfn_edge.errors import LmfnEdgeError, UsageError
-from lmfn_edge.io import check_output, load_image, save_image
+from lmfn_edge.io import check_output, image_size, load_image, save_image
 
 from .skimage_photos import load_manifest as load_skimage_manifest
 from .skimage_photos import photo, pixel_sha256
@@ -112,12 +112,9 @@ def fetch(work: Path, packages: tuple[str, ...] = PACKAGES) -> dict[str, Path]:
 
 def candidates(package: str, root: Path) -> list[Candidate]:
     """Every image file of an unpacked package (documentation and previews included)."""
-    from PIL import Image
-
     out = []
     for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file()):
-        with Image.open(path) as img:
-            width, height = img.size
+        width, height = image_size(path)  # the header, with every command's pixel limit
         out.append(Candidate(package, path.relative_to(root).as_posix(), width, height))
     return out
 
@@ -192,7 +189,7 @@ def build(out_dir: Path, work: Path, manifest: dict | None = None, progress: boo
         if licence != entry["license"]:
             raise CorpusError(f"{entry['file']}: the package's copyright file now says {licence!r}, the manifest "
                               f"{entry['license']!r}")
-        img = load_image(source, max_pixels=40_000_000)
+        img = load_image(source)
         if pixel_sha256(img) != entry["source_sha256"]:
             raise CorpusError(f"{entry['package']}/{entry['file']}: pixels differ from the manifest (sha256 "
                               f"{pixel_sha256(img)[:12]}); refusing to train on another picture")
@@ -225,7 +222,7 @@ def survey(work: Path, manifest: dict | None = None) -> list[dict]:
     rows = []
     for package, root in fetch(work, tuple(manifest["packages"])).items():
         for c in candidates(package, root):
-            img = load_image(root / c.file, max_pixels=40_000_000)
+            img = load_image(root / c.file)
             rows.append({"package": package, "file": c.file, "picture": c.picture, "size": f"{c.width}x{c.height}",
                          "textured": round(textured(img), 3), "fate": fate.get((package, c.file), "NOT IN MANIFEST")})
     return rows
@@ -244,8 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    check_output(args.output, folder=True, flag="OUTPUT")
     work = args.work or args.output / "packages"
+    # The packages are read from WORK: the corpus may hold it (the default), not live inside it.
+    check_output(args.output, inputs=(args.work,), folder=True, flag="OUTPUT", inside_inputs=False)
     if args.action == "survey":
         for row in survey(work):
             print(f"{row['textured']:.3f}  {row['size']:>9}  {row['fate']:<28} {row['package']}/{row['file']}")

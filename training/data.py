@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
@@ -37,6 +36,7 @@ from lmfn_edge.io import (
     IMAGE_EXTENSIONS,
     ImageError,
     atomic_write,
+    image_size,
     list_images,
     load_image,
     pair_lr_images,
@@ -163,12 +163,12 @@ def _match(hr_paths: list[Path], lr_paths: list[Path], scale: int, lr_dir: Path)
 
 
 def _size(path: Path) -> tuple[int, int]:
-    """(height, width) from the header, without decoding."""
+    """(height, width) as the image is loaded (EXIF rotation applied), from the header; the pixel
+    limit of every command's image loader (``lmfn_edge.io``) applies."""
     try:
-        with Image.open(path) as img:
-            w, h = img.size
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc})") from None
+        w, h = image_size(path)
+    except ImageError as exc:
+        raise DataError(str(exc)) from None
     return h, w
 
 

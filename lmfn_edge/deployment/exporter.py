@@ -333,7 +333,7 @@ class ExportRequest:
             raise ExportError(f"--quantized gives an int8 program; --precision {precision} contradicts it")
         if self.verify and self.target != "coreml":
             raise ExportError(f"--verify checks Core ML programs; it does not apply to --target {self.target}")
-        shape = ShapeSpec.parse(self.shape) if self.shape else ShapeSpec(DEFAULT_TILE, DEFAULT_TILE)
+        shape = ShapeSpec.parse(self.shape) if self.shape is not None else ShapeSpec(DEFAULT_TILE, DEFAULT_TILE)
         if self.android is not None:
             if self.target not in ("xnnpack", "portable") or shape.tile is None:
                 raise ExportError("--android needs --target xnnpack (or portable) with a square fixed --shape")
