@@ -30,6 +30,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from lmfn_edge.errors import LmfnEdgeError
+from lmfn_edge.metadata import MetadataError, parse_json
+
 from . import dist
 from .checkpoint import (
     CHECKPOINT_NAME,
@@ -39,7 +42,7 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .config import LoopConfig, apply_overrides, load_config, parse_set
+from .config import LoopConfig, apply_overrides, load_config, parse_sets
 from .data import (
     ImagePair,
     StepSampler,
@@ -51,10 +54,11 @@ from .data import (
 from .engine import bicubic_psnr, build_optimizer, ema_update, train_step, validate
 from .plot import plot_log
 
-__all__ = ["LOG_NAME", "PLOT_NAME", "RunLog", "Trainer", "add_run_arguments", "resolve_config"]
+__all__ = ["LOG_NAME", "PLOT_NAME", "DivergedError", "RunLog", "Trainer", "add_run_arguments", "resolve_config"]
 
 LOG_NAME = "log.jsonl"
 PLOT_NAME = "curves.png"
+_MAX_RECORD_BYTES = 64 * 1024  # a record this loop writes is under 300 bytes
 
 # Fields whose change on resume makes the run differ from an uninterrupted one.
 _STREAM_FIELDS = ("seed", "batch_size", "patch_size", "data_roots", "learning_rate", "schedule", "decay_start",
@@ -74,16 +78,17 @@ class RunLog:
             return
         if keep_until is not None and path.is_file():
             bad = 0
-            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-                try:
-                    record = json.loads(line)
-                    if isinstance(record, dict) and isinstance(record.get("step"), int):
-                        if record["step"] <= keep_until:
-                            self.records.append(record)
-                        continue
-                except json.JSONDecodeError:
-                    pass
-                bad += bool(line.strip())
+            with open(path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    try:
+                        record = parse_json(line, str(path), _MAX_RECORD_BYTES, max_depth=4)
+                        if isinstance(record, dict) and isinstance(record.get("step"), int):
+                            if record["step"] <= keep_until:
+                                self.records.append(record)
+                            continue
+                    except MetadataError:
+                        pass
+                    bad += bool(line.strip())
             if bad:
                 print(f"note: dropped {bad} unreadable line(s) of {path}", file=sys.stderr)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,6 +102,10 @@ class RunLog:
                 f.write(json.dumps(record) + "\n")
 
 
+class DivergedError(LmfnEdgeError):
+    """The loss or the weights stopped being finite; nothing non-finite was saved (exit code 1)."""
+
+
 class Trainer:
     """Trains ``config`` in ``output_dir``; subclasses change what is trained through the hooks.
 
@@ -108,10 +117,12 @@ class Trainer:
 
     kind = "train"  # recorded in checkpoints; resume refuses a checkpoint of another kind
 
-    def __init__(self, config: LoopConfig, output_dir: str | Path, progress: bool = True) -> None:
+    def __init__(self, config: LoopConfig, output_dir: str | Path, progress: bool = True,
+                 reads: tuple[str | Path, ...] = ()) -> None:
         self.config = config
         self.output_dir = Path(output_dir)
         self.progress = progress
+        self.reads = tuple(reads)  # what the caller read besides the config's inputs (a TOML file)
         self.log: RunLog | None = None
         self.ctx: dist.DistContext | None = None
 
@@ -127,6 +138,17 @@ class Trainer:
 
     def check_resume(self, ckpt: dict[str, Any]) -> None:
         """Refuse a checkpoint that does not continue this run (called before any work)."""
+
+    def inputs(self) -> list[str | Path]:
+        """Files and folders the run reads; nothing the run writes may be, or be inside, one."""
+        return [*self.config.data_roots, self.config.val_root, *self.reads]
+
+    def outputs(self) -> list[Path]:
+        """Files the run writes besides its folder's checkpoint, log and plot."""
+        return []
+
+    def prepare(self, ckpt: dict[str, Any] | None) -> None:
+        """Read and check what the run starts from (``ckpt`` on resume), before any data is read."""
 
     def build(self, ckpt: dict[str, Any] | None, device: torch.device) -> tuple[nn.Module, nn.Module]:
         """The model to train and its EMA, on ``device`` (states are loaded by the engine)."""
@@ -189,6 +211,7 @@ class Trainer:
             from .config import ConfigError
 
             raise ConfigError("no training data: pass --data-root or set data_roots")
+        self._check_paths()
         ckpt_path = self.output_dir / CHECKPOINT_NAME
         ckpt = None
         if resume:
@@ -199,6 +222,7 @@ class Trainer:
             self._note_changes(ckpt)
         elif ckpt_path.exists():
             raise CheckpointError(f"{ckpt_path} exists; pass --resume to continue it, or use another output dir")
+        self.prepare(ckpt)
 
         # Data is found (and missing LR images made) before the process group exists, so a data
         # error stops every rank the same way instead of leaving some waiting at a barrier.
@@ -218,6 +242,19 @@ class Trainer:
             return self._loop(ckpt, pairs, val_images, cache_dir)
         finally:
             dist.cleanup()
+
+    def _check_paths(self) -> None:
+        """Before any work: nothing the run writes is one of its inputs or inside a data folder."""
+        from lmfn_edge.io import check_output
+
+        inputs = tuple(p for p in self.inputs() if p)
+        check_output(self.output_dir, inputs, folder=True, flag="--output-dir", inside_inputs=False)
+        if self.config.cache_dir:
+            check_output(Path(self.config.cache_dir).expanduser(), inputs, folder=True, flag="cache_dir",
+                         inside_inputs=False)
+        for path in (self.output_dir / CHECKPOINT_NAME, self.output_dir / LOG_NAME, self.output_dir / PLOT_NAME,
+                     *self.outputs()):
+            check_output(path, inputs, flag="output", inside_inputs=False)
 
     def _note_changes(self, ckpt: dict[str, Any]) -> None:
         old, new = ckpt["config"], self.config.to_dict()
@@ -278,6 +315,8 @@ class Trainer:
         batches = iter(loader)
         started = time.monotonic()
         last = step >= config.iterations
+        checked = step  # the last step whose loss and weights are known to be finite
+        saved = step if ckpt is not None else None  # the step ckpt.pt holds
         while not last:
             self.before_step(model, step)
             for group in optimizer.param_groups:
@@ -295,7 +334,20 @@ class Trainer:
                 and step % config.log_every == 0
                 and _time_is_up(ctx, time.monotonic() - started, config.time_limit)
             )
-            if step % config.log_every == 0 or last:
+            logging = step % config.log_every == 0 or last
+            # From the config, not from val_images (rank 0's only): every rank must check at the same steps.
+            validating = bool(config.val_root) and ((config.val_every and step % config.val_every == 0) or last)
+            saving = (config.ckpt_every and step % config.ckpt_every == 0) or last
+            if logging or validating or saving:
+                # Checked only where the loss is read or the weights are used, so that no step waits for
+                # the device; a non-finite value in between costs a few steps, not a crash.
+                loss_bad, weights_bad = _not_finite(ctx, loss_sum, _state_tensors(model, ema, optimizer))
+                if loss_bad or weights_bad:
+                    bar.close()
+                    self.log.write({"step": step, "event": "diverged"})
+                    raise _diverged(config, checked, step, loss_bad, weights_bad, saved)
+                checked = step
+            if logging:
                 elapsed = time.perf_counter() - tick
                 loss = _mean_over_ranks(ctx, loss_sum / count)
                 self.log.write({"step": step, "loss": loss, "learning_rate": config.learning_rate_at(step - 1),
@@ -304,13 +356,14 @@ class Trainer:
                 summary.update(step=step, loss=loss)
                 loss_sum.zero_()
                 count, tick = 0, time.perf_counter()
-            if val_images and ((config.val_every and step % config.val_every == 0) or last):
+            if validating and val_images:
                 record = self.validate(model, ema, val_images)
                 summary.update(record)
                 self.log.write({"step": step, **record})
                 bar.write(self.report(step, record, summary))
-            if (config.ckpt_every and step % config.ckpt_every == 0) or last:
+            if saving:
                 self._save(model, ema, optimizer, step, len(pairs))
+                saved = step
                 if ctx.is_main:
                     plot_log(self.log.records, self.output_dir / PLOT_NAME)
         bar.close()
@@ -350,6 +403,37 @@ def copy_for_ema(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).requires_grad_(False).eval()
 
 
+def _state_tensors(model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """What a checkpoint keeps that training changes: the parameters, their EMA, the optimizer state."""
+    state = [v for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v) and v.is_floating_point()]
+    return [*model.parameters(), *ema.parameters(), *state]
+
+
+@torch.no_grad()
+def _not_finite(ctx: dist.DistContext, loss_sum: torch.Tensor, tensors: list[torch.Tensor]) -> tuple[bool, bool]:
+    """Whether, on any rank, the accumulated loss / any of ``tensors`` holds a NaN or an inf (one host sync).
+
+    A tensor's L1 norm is finite exactly when its values are (short of a sum above 3e38, a run
+    long diverged), and one fused ``_foreach_norm`` costs far less than a reduction per tensor.
+    """
+    finite = torch.stack(torch._foreach_norm(tensors, 1)).isfinite().all()
+    loss_bad, weights_bad = _on_any_rank(ctx, torch.stack([~loss_sum.isfinite(), ~finite]))
+    return loss_bad, weights_bad
+
+
+def _diverged(config: LoopConfig, checked: int, step: int, loss_bad: bool, weights_bad: bool,
+              saved: int | None) -> DivergedError:
+    """The one-line error for a run whose loss or weights became non-finite after step ``checked``."""
+    when = f"at step {step}" if step == checked + 1 else f"between steps {checked + 1} and {step}"
+    what = " and ".join(name for name, bad in (("the loss", loss_bad), ("the weights", weights_bad)) if bad)
+    # The last checkpoint may already hold weights on their way out; then only a fresh start helps.
+    then = (f"--resume from the checkpoint of step {saved} or start again in another --output-dir"
+            if saved is not None else "start again (no checkpoint was written)")
+    return DivergedError(f"training diverged {when}: {what} stopped being finite; lower learning_rate "
+                         f"({config.learning_rate:g} now), e.g. --set learning_rate={config.learning_rate / 10:g}, "
+                         f"and {then}")
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -358,10 +442,17 @@ def _seed_everything(seed: int) -> None:
 
 def _time_is_up(ctx: dist.DistContext, elapsed: float, limit: float) -> bool:
     """Whether any rank has passed the limit, so that all ranks stop at the same step."""
-    up = torch.tensor(float(elapsed > limit), device=ctx.device)
+    (up,) = _on_any_rank(ctx, torch.tensor([elapsed > limit], device=ctx.device))
+    return up
+
+
+def _on_any_rank(ctx: dist.DistContext, flags: torch.Tensor) -> list[bool]:
+    """Each boolean of ``flags``, true if it is true on any rank (one host sync, one collective),
+    so that every rank takes the same decision."""
+    flags = flags.float()
     if ctx.distributed:
-        torch_dist.all_reduce(up, op=torch_dist.ReduceOp.MAX)
-    return bool(up)
+        torch_dist.all_reduce(flags, op=torch_dist.ReduceOp.MAX)
+    return [bool(v) for v in flags.tolist()]
 
 
 def _mean_over_ranks(ctx: dist.DistContext, value: torch.Tensor) -> float:
@@ -398,4 +489,4 @@ def resolve_config(cls: type[LoopConfig], args: argparse.Namespace, flags: dict[
     else:
         config = load_config(args.config, None, cls)
     config = apply_overrides(config, {k: v for k, v in flags.items() if v is not None}, "command line")
-    return apply_overrides(config, dict(parse_set(s) for s in args.sets), "--set") if args.sets else config
+    return apply_overrides(config, parse_sets(args.sets), "--set") if args.sets else config

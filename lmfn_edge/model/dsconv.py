@@ -100,6 +100,14 @@ class DSConv(nn.Module):
         b, _, h, w = x.shape
         k, c = self.kernel_size, self.kernel_size // 2
         disp = self.displacement(x)
+        # A NaN displacement (NaN features, or huge ones that overflow in offset_conv) must not
+        # reach grid_sample: its CPU backward turns a NaN coordinate into the index INT_MIN and,
+        # with border padding, adds the gradient there unchecked, far outside the buffer
+        # (pytorch/pytorch#24823). Such taps sample without displacement and their output pixels
+        # are set to NaN afterwards, as DSConvDeploy gives them; finite displacements pass
+        # through untouched, so every finite result and gradient stays bit-identical.
+        broken = disp.isnan().any(dim=1, keepdim=True)
+        disp = disp.nan_to_num(nan=0.0)
         taps = torch.arange(k, device=x.device, dtype=x.dtype) - c
         rows = torch.arange(h, device=x.device, dtype=x.dtype).view(1, 1, h, 1)
         cols = torch.arange(w, device=x.device, dtype=x.dtype).view(1, 1, 1, w)
@@ -123,7 +131,7 @@ class DSConv(nn.Module):
             # Stack taps along the width: column index w * K + k, then a (1,K) stride-(1,K) conv.
             grid = grid.permute(0, 2, 3, 1, 4).reshape(b, h, w * k, 2)
         sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
-        return self.line_conv(sampled)
+        return self.line_conv(sampled).masked_fill(broken, math.nan)
 
     def extra_repr(self) -> str:
         return (
