@@ -4,10 +4,14 @@ Follows the conventions of BasicSR (``basicsr/metrics/psnr_ssim.py``) and, throu
 code of the original papers: metrics on the BT.601 luma (Y) channel computed like MATLAB
 ``rgb2ycbcr``, ``crop_border`` pixels removed on every side, PSNR in float64 with data range 255,
 and SSIM as in Wang et al.'s ``ssim_index.m`` (11x11 Gaussian window, sigma 1.5, 'valid' region).
-Model outputs are quantised to uint8 before scoring (``tensor_to_uint8``), as BasicSR's
-``tensor2img`` does, so reported numbers are those of the images a user would save.
+Model outputs are quantised to uint8 before scoring, as BasicSR's ``tensor2img`` does, so reported
+numbers are those of the images a user would save. Model outputs become uint8 in one place,
+``float_to_uint8``, used by training validation (through ``tensor_to_uint8``) and by the tiler
+behind ``evaluate`` and ``upscale`` (``lmfn_edge.runtime.tiling``), and mirrored in Java by the
+Android demo: MATLAB's ``uint8()`` rule, which the benchmark's original MATLAB evaluation
+applies when it writes SR outputs.
 
-Only numpy is imported at module level; torch is imported by ``tensor_to_uint8`` when called.
+Only numpy is imported: ``tensor_to_uint8`` takes a torch tensor without importing torch.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["rgb_to_y", "psnr", "ssim", "tensor_to_uint8"]
+__all__ = ["float_to_uint8", "psnr", "rgb_to_y", "ssim", "tensor_to_uint8"]
 
 # MATLAB rgb2ycbcr luma row for R, G, B in [0, 1]; the offset 16 puts Y on the 0..255 scale.
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966], dtype=np.float64)
@@ -30,6 +34,9 @@ _SSIM_WINDOW = 11
 _SSIM_SIGMA = 1.5
 _SSIM_C1 = (0.01 * 255) ** 2
 _SSIM_C2 = (0.03 * 255) ** 2
+
+_255 = np.float32(255.0)
+_HALF = np.float32(0.5)
 
 
 def rgb_to_y(img: np.ndarray) -> np.ndarray:
@@ -95,11 +102,37 @@ def ssim(a: np.ndarray, b: np.ndarray, crop_border: int = 0, y_channel: bool = T
     return float(np.mean([_ssim_2d(a[..., c], b[..., c]) for c in range(a.shape[2])]))
 
 
+def float_to_uint8(x: np.ndarray, overwrite: bool = False) -> np.ndarray:
+    """Quantises floats in [0, 1] to uint8 with the SDK's one rounding rule.
+
+    ``v = floor(clamp(x, 0, 1) * 255 + 0.5)``, each step rounded to float32, NaN -> 0: MATLAB's
+    ``uint8()`` / ``im2uint8`` (halves away from zero), which the benchmark protocol's MATLAB code
+    applies to SR outputs. Round-half-to-even (``torch.round``, numpy's ``round``, which BasicSR
+    uses) differs only where ``x * 255`` is exactly a half, e.g. 0.5/255 -> 1 here, 0 there. The
+    Java of the Android demo (``ImageTensors.toUint8``) does the same float32 steps, and the
+    golden vectors of :mod:`lmfn_edge.runtime.golden` pin both sides.
+
+    Args:
+        x: Float array of any shape.
+        overwrite: Work in ``x`` itself, which must then be a float32 array the caller no longer
+            needs; saves the float32 copy when quantising large buffers.
+
+    Returns:
+        uint8 array of the shape of ``x``.
+    """
+    x = np.asarray(x, dtype=np.float32) if overwrite else np.array(x, dtype=np.float32, copy=True)
+    np.nan_to_num(x, copy=False, nan=0.0)
+    np.clip(x, np.float32(0.0), np.float32(1.0), out=x)
+    x *= _255
+    x += _HALF
+    return np.floor(x, out=x).astype(np.uint8)
+
+
 def tensor_to_uint8(t: torch.Tensor) -> np.ndarray:
     """Quantises a model output to the uint8 image that gets saved and scored.
 
-    Clamps to [0, 1], scales by 255 and rounds (half to even), in float32 like BasicSR's
-    ``tensor2img``.
+    Uses the rule of ``float_to_uint8`` (halves away from zero, NaN -> 0), the one the tiler and
+    therefore ``evaluate`` and ``upscale`` apply, so training validation scores the same images.
 
     Args:
         t: 1x3xHxW or 3xHxW float tensor with values nominally in [0, 1].
@@ -110,14 +143,13 @@ def tensor_to_uint8(t: torch.Tensor) -> np.ndarray:
     Raises:
         ValueError: If the tensor is not 1x3xHxW or 3xHxW.
     """
-    import torch
-
     if t.dim() == 4 and t.shape[0] == 1:
         t = t[0]
     if t.dim() != 3 or t.shape[0] != 3:
         raise ValueError(f"tensor_to_uint8 expects a 1x3xHxW or 3xHxW tensor, got {tuple(t.shape)}")
-    t = t.detach().to(device="cpu", dtype=torch.float32).clamp(0.0, 1.0)
-    return (t * 255.0).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    # float() before numpy(): bfloat16 has no numpy dtype.
+    chw = float_to_uint8(t.detach().cpu().float().numpy())
+    return np.ascontiguousarray(chw.transpose(1, 2, 0))
 
 
 def _prepare(

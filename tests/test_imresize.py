@@ -1,4 +1,5 @@
-"""MATLAB bicubic imresize: expected values are worked out by hand from the Keys kernel.
+"""MATLAB bicubic imresize: expected values are worked out by hand from the Keys kernel, and
+arbitrary shapes are checked against the independent MATLAB reference of tests/helpers.py.
 
 Keys cubic (a = -0.5), |x| <= 1: 1.5|x|^3 - 2.5|x|^2 + 1;  1 < |x| <= 2: -0.5|x|^3 + 2.5|x|^2 - 4|x| + 2.
 Values used below:
@@ -12,6 +13,7 @@ Symmetric padding of a length-4 signal v1..v4: v0 = v1, v-1 = v2, v-2 = v3, v5 =
 
 import numpy as np
 import pytest
+from helpers import matlab_bicubic_down, matlab_bicubic_up, matlab_imresize, matlab_resize_matrix
 
 from lmfn_edge.imresize import bicubic_downscale, bicubic_upscale, imresize, modcrop
 
@@ -29,10 +31,13 @@ from lmfn_edge.imresize import bicubic_downscale, bicubic_upscale, imresize, mod
 # Output 2 (u = 3.5) is the mirror image: weights reversed.
 DOWN_ROW = np.array([0.546875, 0.3984375, 0.1015625, -0.046875])
 DOWN = np.stack([DOWN_ROW, DOWN_ROW[::-1]])
+RAMP = np.array([10.0, 20.0, 30.0, 40.0])
+# Upscale x2 of RAMP, worked out in test_upscale_1d_ramp_by_hand.
+UP_RAMP = [9.0625, 11.796875, 17.265625, 22.5, 27.5, 32.734375, 38.203125, 40.9375]
 
 
 def test_downscale_1d_ramp_by_hand():
-    row = np.array([[10.0, 20.0, 30.0, 40.0]] * 4)
+    row = np.array([RAMP] * 4)
     # 10*0.546875 + 20*0.3984375 + 30*0.1015625 - 40*0.046875 = 14.609375, and by symmetry
     # 50 - 14.609375 = 35.390625.
     np.testing.assert_allclose(imresize(row, 0.5), [[14.609375, 35.390625]] * 2, atol=1e-12)
@@ -53,7 +58,7 @@ def test_downscale_4x4_random_matches_weight_matrix():
 
 
 def test_upscale_1d_ramp_by_hand():
-    row = np.array([[10.0, 20.0, 30.0, 40.0]])
+    row = RAMP[None]
     # Scale 2: kernel width 4, u = x/2 + 0.25 for x = 1..8.
     #   x=1, u=0.75: taps v-1..v2 at distances 1.75, 0.75, -0.25, -1.25:
     #        -0.0234375*v2 + 0.2265625*v1 + 0.8671875*v1 - 0.0703125*v2 = 9.0625
@@ -61,8 +66,29 @@ def test_upscale_1d_ramp_by_hand():
     #   x=3, u=1.75: -0.0234375*v1 + 0.2265625*v1 + 0.8671875*v2 - 0.0703125*v3 = 17.265625
     #   x=4, u=2.25: -0.0703125*v1 + 0.8671875*v2 + 0.2265625*v3 - 0.0234375*v4 = 22.5
     # and x=5..8 mirror these around 25.
-    expected = [9.0625, 11.796875, 17.265625, 22.5, 27.5, 32.734375, 38.203125, 40.9375]
-    np.testing.assert_allclose(imresize(row, 2)[0], expected, atol=1e-12)
+    np.testing.assert_allclose(imresize(row, 2)[0], UP_RAMP, atol=1e-12)
+
+
+def test_reference_reproduces_the_hand_worked_weights():
+    # tests/helpers.py's MATLAB reference, which other tests trust, against the values above.
+    np.testing.assert_allclose(matlab_resize_matrix(4, 2, 0.5), DOWN, atol=1e-15)
+    np.testing.assert_allclose(matlab_resize_matrix(4, 8, 2) @ RAMP, UP_RAMP, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape, scale", [((13, 17, 3), 0.5), ((13, 17), 1 / 3), ((30, 9), 0.25), ((11, 14), 0.7),
+                                          ((7, 5, 3), 1.5), ((6, 9), 2), ((5, 8, 3), 3), ((3, 4), 4)])
+def test_imresize_matches_the_independent_reference(shape, scale):
+    img = np.random.default_rng(3).uniform(0, 255, shape)
+    out = imresize(img, scale)
+    np.testing.assert_allclose(out, matlab_imresize(img, scale, *out.shape[:2]), atol=1e-9)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_uint8_helpers_match_the_independent_reference(scale):
+    hr = np.random.default_rng(scale).integers(0, 256, (4 * scale + 3, 5 * scale + 1, 3), dtype=np.uint8)
+    lr = bicubic_downscale(hr, scale)
+    np.testing.assert_array_equal(lr, matlab_bicubic_down(hr, scale))
+    np.testing.assert_array_equal(bicubic_upscale(lr, scale), matlab_bicubic_up(lr, scale))
 
 
 @pytest.mark.parametrize("scale", [0.5, 1 / 3, 0.25, 0.7, 1.0, 1.5, 2, 3, 4])

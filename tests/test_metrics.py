@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lmfn_edge.metrics import psnr, rgb_to_y, ssim, tensor_to_uint8
+from lmfn_edge.metrics import float_to_uint8, psnr, rgb_to_y, ssim, tensor_to_uint8
 
 
 def _random_rgb(shape=(32, 40, 3), low=0, high=256, seed=0):
@@ -182,23 +182,62 @@ def test_bad_layouts_are_errors():
         psnr(np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8), crop_border=-1)
 
 
+# x * 255 is exactly k + 0.5 in float32 for these: MATLAB's uint8() rounds them up, where
+# round-half-to-even (torch.round, np.round) would give 0, 2, 2, 254 and 254.
+HALVES = [(0.5, 1), (1.5, 2), (2.5, 3), (253.5, 254), (254.5, 255)]
+
+
+@pytest.mark.parametrize("half, expected", HALVES)
+def test_float_to_uint8_rounds_exact_halves_away_from_zero(half, expected):
+    x = np.float32(half / 255)
+    assert x * np.float32(255) == np.float32(half)  # really a half, not just below or above
+    assert float_to_uint8(np.array([x])).tolist() == [expected]
+
+
+def test_float_to_uint8_clamps_nan_and_inf():
+    x = np.array([-0.5, 1.7, np.nan, np.inf, -np.inf, -0.0, 1.0, 0.49 / 255], dtype=np.float32)
+    out = float_to_uint8(x)
+    assert out.dtype == np.uint8
+    assert out.tolist() == [0, 255, 0, 255, 0, 0, 255, 0]
+
+
+def test_float_to_uint8_overwrite_gives_the_same_result():
+    x = np.random.default_rng(5).uniform(-0.2, 1.2, (3, 7, 9)).astype(np.float32)
+    x[0, 0, :len(HALVES)] = [h / 255 for h, _ in HALVES]
+    kept = x.copy()
+    expected = float_to_uint8(x)
+    np.testing.assert_array_equal(x, kept)  # the default leaves the input alone
+    np.testing.assert_array_equal(float_to_uint8(x, overwrite=True), expected)
+
+
+def test_the_tiler_uses_the_same_rounding():
+    from lmfn_edge.runtime import tiling
+
+    assert tiling.float_to_uint8 is float_to_uint8
+
+
 def test_tensor_to_uint8_clamps_scales_rounds_and_permutes():
     t = torch.zeros(1, 3, 2, 3)
     t[0, 0, 0, 0] = -0.1  # clamped to 0
     t[0, 0, 0, 1] = 1.2  # clamped to 255
-    t[0, 0, 0, 2] = 0.5  # 127.5 rounds half to even -> 128
-    t[0, 1, 1, 0] = 1 / 255  # -> 1
+    t[0, 0, 0, 2] = 2.5 / 255  # an exact half: 3, where half-to-even gives 2
+    t[0, 1, 1, 0] = 0.5 / 255  # 1, where half-to-even gives 0
     t[0, 2, 1, 2] = 100.4 / 255  # -> 100
+    t[0, 1, 0, 1] = float("nan")  # -> 0
+    t[0, 2, 0, 1] = float("inf")  # -> 255
     out = tensor_to_uint8(t)
     assert out.shape == (2, 3, 3)
     assert out.dtype == np.uint8
+    assert out.flags.c_contiguous
     assert out[0, 0, 0] == 0
     assert out[0, 1, 0] == 255
-    assert out[0, 2, 0] == 128
+    assert out[0, 2, 0] == 3
     assert out[1, 0, 1] == 1
     assert out[1, 2, 2] == 100
-    assert int(out.sum()) == 0 + 255 + 128 + 1 + 100
+    assert out[0, 1, 2] == 255
+    assert int(out.sum()) == 0 + 255 + 3 + 1 + 100 + 0 + 255
     np.testing.assert_array_equal(tensor_to_uint8(t[0]), out)
+    np.testing.assert_array_equal(tensor_to_uint8(t.to(torch.float64).requires_grad_()), out)
 
 
 def test_tensor_to_uint8_rejects_other_shapes():

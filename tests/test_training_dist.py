@@ -21,15 +21,12 @@ from training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from training.config import load_config
 from training.data import StepSampler, TrainPatches, find_pairs
 
-pytestmark = pytest.mark.distributed
+pytestmark = [pytest.mark.distributed, pytest.mark.usefixtures("one_thread")]
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "training" / "configs" / "smoke_cpu.toml"
 SETS = ["iterations=3", "patch_size=12", "batch_size=4", "ckpt_every=1", "log_every=1", "val_every=2",
         "model_overrides.channels=8"]
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -29,7 +29,9 @@ clamped last tile overlaps its neighbour by more than ``overlap``.
 
 Pixel conversions (the "image core" contract shared with Java):
     uint8 -> float:  x = float32(v) / float32(255)
-    float -> uint8:  v = floor(clamp(x, 0, 1) * 255 + 0.5), in float32; NaN maps to 0.
+    float -> uint8:  v = floor(clamp(x, 0, 1) * 255 + 0.5), in float32; NaN maps to 0
+                     (``lmfn_edge.metrics.float_to_uint8``, re-exported here; training
+                     validation scores with the same rule).
 ARGB ints are Android's ``Bitmap`` pixels, ``(a << 24) | (r << 16) | (g << 8) | b`` as int32;
 alpha is ignored on input and written as 255 on output.
 
@@ -47,6 +49,8 @@ from typing import Any
 
 import numpy as np
 
+from ..metrics import float_to_uint8
+
 __all__ = [
     "Tile",
     "argb_to_chw_float",
@@ -60,7 +64,6 @@ __all__ = [
 ]
 
 _255 = np.float32(255.0)
-_HALF = np.float32(0.5)
 _EMIT_ROWS = 32  # output rows converted to uint8 at a time
 
 
@@ -153,20 +156,6 @@ def blend_weights(tile_len_out: int, overlap_out: int, at_start: bool, at_end: b
     return weights
 
 
-def _quantize_inplace(x: np.ndarray) -> np.ndarray:
-    # In place so that emitting a band of rows costs one float buffer, not five.
-    np.nan_to_num(x, copy=False, nan=0.0)
-    np.clip(x, np.float32(0.0), np.float32(1.0), out=x)
-    x *= _255
-    x += _HALF
-    return np.floor(x, out=x)
-
-
-def float_to_uint8(x: np.ndarray) -> np.ndarray:
-    """Applies the shared output rule ``floor(clamp(x, 0, 1) * 255 + 0.5)`` in float32."""
-    return _quantize_inplace(np.array(x, dtype=np.float32, copy=True)).astype(np.uint8)
-
-
 def hwc_uint8_to_chw_float(img: np.ndarray) -> np.ndarray:
     """HxWx3 uint8 RGB to a 3xHxW float32 array in [0, 1]."""
     img = np.asarray(img)
@@ -226,7 +215,8 @@ def _emit_rows(acc: np.ndarray, wsum: np.ndarray, out: np.ndarray) -> None:
     """Writes the first ``len(out)`` band rows, blended and rounded, into ``out`` (HxWx3)."""
     for r0 in range(0, len(out), _EMIT_ROWS):
         r1 = min(r0 + _EMIT_ROWS, len(out))
-        out[r0:r1] = _quantize_inplace(acc[:, r0:r1] / wsum[r0:r1]).transpose(1, 2, 0)
+        # The quotient is a fresh buffer, so rounding it in place costs no second float copy.
+        out[r0:r1] = float_to_uint8(acc[:, r0:r1] / wsum[r0:r1], overwrite=True).transpose(1, 2, 0)
 
 
 def _shift_band(acc: np.ndarray, wsum: np.ndarray, done: int) -> None:
