@@ -84,18 +84,27 @@ def test_embedded_int8_parameters_come_from_the_embedded_float_weights(scale):
     assert info.weights["sha256"] == sha256_file(default_weights_path(f"lmfn_x{scale}"))
 
 
-# About 50 s a scale (capture, prepare, convert, export): the default scale runs in the suite,
-# x2 and x3 with -m slow (and python -m quantization.int8_release --check rebuilds all three).
-@pytest.mark.parametrize("scale", [pytest.param(2, marks=pytest.mark.slow), pytest.param(3, marks=pytest.mark.slow), 4])
+# About 50 s a scale (capture, prepare, convert, export): all three run with -m slow, which CI
+# runs after the suite (.ci/run); python -m quantization.int8_release --check rebuilds them too.
+@pytest.mark.slow
+@pytest.mark.parametrize("scale", [2, 3, 4])
 def test_embedded_int8_parameters_rebuild_their_golden_program(scale):
-    # A regression pin: the program the shipped parameters build today computes what it computed
-    # when they were shipped, within one output int8 step (a rounding flip in one fp32 island).
-    # That the int8 function is *right* is checked elsewhere: against the float model on held-out
-    # photos (docs/quantization.md) and the .pte against the q/dq program (test_quantization.py).
-    from lmfn_edge.deployment.int8 import default_int8_params_path, golden_input, int8_program, output_codes, read_golden
+    # A regression pin: the program the shipped parameters build today is the one they built when
+    # they were shipped (its fingerprint: graph, int8 weights, scales, exactly, whatever the CPU),
+    # and computes what it computed then, within the spread that other CPUs' fp32 kernels give
+    # (GOLDEN_CODES_RMS; the codes were written on another machine). That the int8 function is
+    # *right* is checked elsewhere: against the float model on held-out photos
+    # (docs/quantization.md) and the .pte against the q/dq program (test_quantization.py).
+    from lmfn_edge.deployment.int8 import (
+        default_int8_params_path,
+        golden_input,
+        golden_problems,
+        int8_program,
+        output_codes,
+        read_golden,
+    )
     from lmfn_edge.manifest import ShapeSpec
     from lmfn_edge.model.weights import sha256_file
-    from quantization.int8_release import golden_codes
 
     entry = read_golden()[scale]
     params = default_int8_params_path(scale)
@@ -104,8 +113,7 @@ def test_embedded_int8_parameters_rebuild_their_golden_program(scale):
     codes, step = output_codes(program, golden_input(entry["side"]))
     assert step == pytest.approx(entry["step"], rel=1e-6)
     assert tuple(codes.shape) == (1, 3, entry["side"] * scale, entry["side"] * scale)
-    diff = np.abs(codes.numpy().astype(np.int32) - golden_codes(entry))
-    assert diff.max() <= 1 and diff.mean() < 0.01, (diff.max(), diff.mean())
+    assert golden_problems(program, entry, codes.numpy()) == []
 
 
 @pytest.mark.slow
@@ -113,10 +121,10 @@ def test_embedded_int8_export_runs_the_golden_program(tmp_path):
     # The one-flag int8 export of a fresh clone, lowered and run through ExecuTorch (~3 min).
     from executorch.runtime import Runtime
 
-    from lmfn_edge.deployment.int8 import golden_input, read_golden
+    from lmfn_edge import load_model
+    from lmfn_edge.deployment.int8 import golden_codes, golden_input, read_golden
     from lmfn_edge.export import main as export_main
     from lmfn_edge.manifest import read_manifest
-    from quantization.int8_release import golden_codes
 
     entry = read_golden()[2]
     out = tmp_path / "x2_int8.pte"
@@ -125,6 +133,19 @@ def test_embedded_int8_export_runs_the_golden_program(tmp_path):
     manifest = read_manifest(out)
     assert manifest.weights["source"] == "embedded:lmfn_x2_int8.safetensors"
     assert manifest.delegation["subgraphs"] == 1 and manifest.delegation["non_delegated_compute_ops"] == {}
-    y = Runtime.get().load_program(str(out)).load_method("forward").execute([golden_input(entry["side"])])[0]
-    codes = torch.round(y / entry["step"]).numpy().astype(np.int32)
-    assert np.abs(codes - golden_codes(entry)).max() <= 2  # XNNPACK's requantization: see test_quantization.py
+    x = golden_input(entry["side"])
+    y = Runtime.get().load_program(str(out)).load_method("forward").execute([x])[0]
+    # XNNPACK's int8 kernels requantize each layer their own way, so the .pte and the q/dq
+    # program (the golden codes) differ by steps that spread through the layers: within 2 steps
+    # on an AVX512-VNNI machine, up to 8 (mean 1.6) on an AVX2 one. What must hold everywhere is
+    # that the .pte is as close to the float model as the q/dq program: measured 40.39 dB
+    # against 40.19 dB on the AVX2 machine. A lowering that drops or mis-scales a layer loses
+    # several dB.
+    with torch.no_grad():
+        reference = load_model(2)[0](x)
+
+    def psnr_to_float(out: torch.Tensor) -> float:
+        return psnr(tensor_to_uint8(out[0]), tensor_to_uint8(reference[0]))
+
+    golden = torch.from_numpy(golden_codes(entry).astype(np.float32)) * entry["step"]
+    assert psnr_to_float(y) >= psnr_to_float(golden) - 0.5, (psnr_to_float(y), psnr_to_float(golden))
