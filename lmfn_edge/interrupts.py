@@ -20,8 +20,8 @@ was started as one of this project's commands (``python -m lmfn_edge.*``, ``trai
   and returns 130 once the clean-up (``finally`` blocks, temporary files) has run;
 * a **swallowed** interrupt is raised again by :func:`check`, which runs before an output
   replaces a file (:func:`lmfn_edge.io.atomic_write`, :func:`lmfn_edge.io.staged`), after
-  third-party calls (:func:`lmfn_edge.console.third_party`), in long loops (tiles, images,
-  training steps, Core ML ops) and at the end of the boundary;
+  third-party calls and imports (:func:`lmfn_edge.console.third_party`, the coremltools import
+  sites), per op of the numpy Core ML evaluator, and at the end of the boundary;
 * if the boundary has not finished :data:`GRACE_SECONDS` after the first signal (the interrupt
   was swallowed inside a long third-party call), or on a **second** signal, the process exits
   at once: the temporary files of outputs in progress (registered by :func:`temporary`) are

@@ -260,6 +260,19 @@ def test_pt2_member_held_twice_is_refused_without_running(tmp_path, capsys, tiny
     no_temporaries(tmp_path)
 
 
+def test_every_member_held_twice_is_refused(tmp_path, capsys, tiny_pt2):
+    # Whatever the member, two copies of one name are two archives to two zip readers: refused in
+    # every position, even when both copies are the genuine bytes.
+    entries = list(_members(tiny_pt2).items())
+    for i, (name, data) in enumerate(entries):
+        evil = tmp_path / "twice.pt2"
+        evil.write_bytes(torch_zip([*entries[: i + 1], (name, data), *entries[i + 1 :]]))
+        refused(capsys, "export", "--quantized", evil, "--output", tmp_path / "q.pte",
+                message=f"holds the member {name!r} twice")
+    assert not (tmp_path / "q.pte").exists()
+    no_temporaries(tmp_path)
+
+
 def test_names_differing_in_case_are_one_name_to_torch(tmp_path, capsys, tiny_pt2):
     # miniz looks names up ignoring case: "MODEL.pt" answers a request for "model.pt".
     entries = list(_members(tiny_pt2).items())

@@ -268,3 +268,38 @@ def test_release_of_a_checkpoint_whose_config_is_incomplete_or_wrong(tmp_path, c
         torch.save({**ckpt, "config": config}, path)
         refused(capsys, "release", path, "--output", tmp_path / "w.safetensors", message=message)
     assert not (tmp_path / "w.safetensors").exists()
+
+
+def _deep_checkpoint(path: Path, depth: int) -> Path:
+    """A torch zip checkpoint whose pickle nests ``depth`` lists (written opcode by opcode:
+    ``pickle.dump`` itself recurses)."""
+    import io
+    import struct
+    import zipfile
+
+    def text(value: str) -> bytes:
+        return b"X" + struct.pack("<I", len(value.encode())) + value.encode()
+
+    pickled = (b"\x80\x02}" + text("format") + text("lmfn-edge-train-checkpoint") + b"s" + text("config")
+               + b"]" * depth + b"a" * (depth - 1) + b"s.")
+    buffer = io.BytesIO()
+    torch.save({}, buffer)
+    with zipfile.ZipFile(buffer) as original, zipfile.ZipFile(path, "w") as crafted:
+        for name in original.namelist():
+            crafted.writestr(name, pickled if name.endswith("data.pkl") else original.read(name))
+    return path
+
+
+def test_deep_or_huge_checkpoints_and_weights(tmp_path, capsys, photo):
+    deep = _deep_checkpoint(tmp_path / "deep.pt", 300_000)
+    refused(capsys, "release", deep, "--output", tmp_path / "w.safetensors", message="not a complete checkpoint")
+    huge = tmp_path / "huge.pt"
+    with open(huge, "wb") as f:  # sparse: no disk used
+        f.truncate(3 << 30)
+    refused(capsys, "release", huge, "--output", tmp_path / "w.safetensors", message="more than any LMFN checkpoint")
+    with open(tmp_path / "huge.safetensors", "wb") as f:
+        f.truncate(3 << 30)
+    refused(capsys, "upscale", photo, tmp_path / "o.png", "--model", tmp_path / "huge.safetensors",
+            message="more than any LMFN weights file")
+    assert not (tmp_path / "w.safetensors").exists() and not (tmp_path / "o.png").exists()
+

@@ -50,6 +50,9 @@ def test_decompression_bombs_in_every_command_that_reads_images(tmp_path, capsys
     assert code == 1 and "bomb.png" in err and "Traceback" not in err, err
     message = "bomb.png"
     refused(capsys, "evaluate", "--scale", "2", "--data", folder, message=message)
+    (tmp_path / "m.mlpackage").mkdir()  # the images are read before the package
+    refused(capsys, "verify_coreml", tmp_path / "m.mlpackage", "--random-init", "--scale", "2", "--images", bomb,
+            message=message)
     refused(capsys, "train", "--output-dir", tmp_path / "run", "--data-root", folder, *TRAIN_SETS, message=message)
     refused(capsys, "train", "--output-dir", tmp_path / "run", "--data-root", good, "--val-root", folder, *TRAIN_SETS,
             message=message)

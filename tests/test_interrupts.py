@@ -179,11 +179,11 @@ def test_verify_coreml_stops_within_the_grace_time_when_coremltools_swallows_it(
     export = [sys.executable, "-m", "lmfn_edge.export", "--target", "coreml", "--random-init", "--pattern", "L",
               "--shape", "32x32", "--overlap", "8", "--output", str(package)]
     subprocess.run(export, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True, capture_output=True)
-    for after in (1.5, 3.5):  # the imports (coremltools) run for several seconds
-        code, err, took = _interrupt(["lmfn_edge.verify_coreml", package, "--random-init", "--images",
-                                      photos / "00.png", photos / "01.png", "--json", tmp_path / "v.json"], after)
-        assert _interrupted(code, err), (after, code, err)
-        assert took < interrupts.GRACE_SECONDS + 3, (after, took)
+    # At 3 s coremltools is being imported (it takes seconds here) and swallows the signal.
+    code, err, took = _interrupt(["lmfn_edge.verify_coreml", package, "--random-init", "--images",
+                                  photos / "00.png", photos / "01.png", "--json", tmp_path / "v.json"], 3.0)
+    assert _interrupted(code, err), (code, err)
+    assert took < interrupts.GRACE_SECONDS + 3, took
     assert not (tmp_path / "v.json").exists()
     no_temporaries(tmp_path)
 

@@ -38,6 +38,9 @@ __all__ = [
 ]
 
 CHECKPOINT_NAME = "ckpt.pt"
+# Model, EMA and Adan's three moments of the largest LMFNConfig (about 20M parameters) are
+# about 500 MB; the paper's model's checkpoint is 9 MB.
+MAX_BYTES = 2 << 30
 FORMAT = "lmfn-edge-train-checkpoint"
 
 
@@ -60,6 +63,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        raise CheckpointError(f"{path} is {size / 2**20:.0f} MB, more than any LMFN checkpoint (at most "
+                              f"{MAX_BYTES >> 20} MB)")
     try:
         # weights_only: torch's restricted unpickler, which builds tensors and plain containers
         # and refuses any other global, so a crafted file cannot run code.

@@ -294,5 +294,10 @@ def verify_package(
     if manifest is not None and manifest.target != "coreml":
         raise VerificationError(f"{path} is a {manifest.target} artifact; verify_coreml checks Core ML packages")
     reference = reference_model(manifest, weights, random_init, scale, **overrides)
-    photos, names = (list(images), None) if images else default_photos()
+    if images:  # read now: an unreadable image is refused before the program is
+        from ..io import load_image
+
+        photos, names = [load_image(p) for p in images], [Path(p).name for p in images]
+    else:
+        photos, names = default_photos()
     return verify(path, reference, photos, size, names)

@@ -51,6 +51,9 @@ def read_safetensors(path: Path, error: type[Exception], what: str) -> tuple[dic
 
     if not path.is_file():
         raise error(f"{what} not found: {path}")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise error(f"{path} is {size / 2**20:.0f} MB, more than any LMFN {what} (at most {MAX_FILE_BYTES >> 20} MB)")
     try:
         data = path.read_bytes()
         meta = safetensors_metadata(data, str(path))
@@ -73,6 +76,7 @@ def metadata_json(meta: dict[str, str], key: str, source: str, error: type[Excep
         raise error(str(exc)) from None
 
 
+MAX_FILE_BYTES = 1 << 30  # the largest LMFNConfig allows is about 80 MB of float32 weights
 MAX_HEADER_BYTES = 8 << 20  # the int8 parameters' header (2,936 tensors) is about 300 kB
 MAX_VALUE_BYTES = 1 << 20  # one metadata value; the largest, train_images, lists a few hundred files
 
