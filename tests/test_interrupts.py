@@ -174,6 +174,7 @@ def test_evaluate_and_export_leave_no_result_behind(tmp_path, photos):
     no_temporaries(tmp_path)
 
 
+@pytest.mark.slow  # exports a Core ML package first (~25 s in all); CI runs -m slow after the suite
 def test_verify_coreml_stops_within_the_grace_time_when_coremltools_swallows_it(tmp_path, photos):
     package = tmp_path / "m.mlpackage"
     export = [sys.executable, "-m", "lmfn_edge.export", "--target", "coreml", "--random-init", "--pattern", "L",

@@ -90,6 +90,7 @@ def int8_pte(straight, workspace) -> Path:
     return out
 
 
+@pytest.mark.slow  # lowers the QAT program (~75 s on a 2-core AVX2 machine); CI runs -m slow after the suite
 def test_qat_int8_pte_is_one_xnnpack_subgraph_matching_the_qdq_model(straight, int8_pte):
     from executorch.runtime import Runtime
 
@@ -120,6 +121,7 @@ def test_qat_int8_pte_is_one_xnnpack_subgraph_matching_the_qdq_model(straight, i
     assert err.mean().item() <= 0.5 * step, (err.mean().item(), step)
 
 
+@pytest.mark.slow  # shares the lowered program above
 def test_export_cli_sidecar_traces_int8_program_to_float_weights(straight, workspace, int8_pte):
     from lmfn_edge.model.weights import sha256_file
 
