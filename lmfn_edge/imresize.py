@@ -138,7 +138,10 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
 def _cubic(x: np.ndarray) -> np.ndarray:
     """Keys cubic convolution kernel with a = -0.5."""
     ax = np.abs(x)
-    ax2, ax3 = ax**2, ax**3
+    # Products, not ax**3: numpy's float64 power is a SIMD approximation on AVX-512 CPUs and
+    # libm's elsewhere, which differ in the last bit and so round some pixels differently.
+    ax2 = ax * ax
+    ax3 = ax2 * ax
     near = (1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1)
     far = (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * ((ax > 1) & (ax <= 2))
     return near + far
