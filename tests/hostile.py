@@ -26,6 +26,7 @@ from quantization import numerics as numerics_cli
 from quantization import ptq as ptq_cli
 from quantization import qat as qat_cli
 from training import corpus as corpus_cli
+from training import loop_speed as loop_speed_cli
 from training import release as release_cli
 from training import skimage_photos as skimage_cli
 from training import throughput as throughput_cli
@@ -36,7 +37,7 @@ COMMANDS = {
     "export": export.main, "upscale": upscale.main, "evaluate": evaluate.main, "bench": bench.main,
     "verify_coreml": verify_coreml.main, "info": info.main, "train": train_cli.main, "release": release_cli.main,
     "skimage_photos": skimage_cli.main, "throughput": throughput_cli.main, "qat": qat_cli.main, "ptq": ptq_cli.main,
-    "numerics": numerics_cli.main, "corpus": corpus_cli.main,
+    "numerics": numerics_cli.main, "corpus": corpus_cli.main, "loop_speed": loop_speed_cli.main,
 }
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from lmfn_edge import bench, evaluate, export, info, upscale, verify_coreml
 from quantization import numerics, ptq, qat
-from training import release, skimage_photos, throughput, train
+from training import loop_speed, release, skimage_photos, throughput, train
 
 ROOT = Path(__file__).resolve().parents[1]
 PARSERS = {
@@ -20,7 +20,7 @@ PARSERS = {
     "bench": bench.build_parser, "verify_coreml": verify_coreml.build_parser, "info": info.build_parser,
     "train": train.build_parser, "release": release.build_parser, "skimage_photos": skimage_photos.build_parser,
     "throughput": throughput.build_parser, "qat": qat.build_parser, "ptq": ptq.build_parser,
-    "numerics": numerics.build_parser,
+    "numerics": numerics.build_parser, "loop_speed": loop_speed.build_parser,
 }
 # The export command's own lines; anything else on its stderr is third-party noise.
 OWN_LINES = re.compile(r"^(exporting .*|torch\.export of the deploy form at .*|converting to Core ML .*|"

@@ -541,3 +541,13 @@ def test_other_refusals_per_command(tmp_path, capsys, photo, weights):
     assert code == 2 and "invalid choice: 'tflite'" in err
     assert not [p for p in tmp_path.iterdir() if p.suffix in (".png", ".pte", ".mlpackage", ".safetensors")
                 and p.name != "m.onnx"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--variants", "v2,fast"], "--variants: unknown fast"),
+    (["--variants", ","], "--variants: unknown (none given)"),
+    (["--steps", "1"], "must be >= 2"),
+    (["--config", "missing.toml"], "missing.toml"),
+])
+def test_loop_speed_refuses_bad_flags_before_any_work(capsys, argv, message):
+    refused(capsys, "loop_speed", *argv, message=message)

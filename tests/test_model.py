@@ -67,3 +67,39 @@ def test_untrained_msm_dsconv_starts_as_line_kernel():
     model = create_model("lmfn_x2", **TINY)
     offsets = [m.offset_conv for m in model.modules() if hasattr(m, "offset_conv")]
     assert offsets and all(o.weight.abs().sum() == 0 and o.bias.abs().sum() == 0 for o in offsets)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_dilated_depthwise_on_sub_images_matches_the_dilated_conv(channels_last):
+    # Training computes LKA's dilated conv on the 3x3 interleaved sub-images; the reference is
+    # torch's own dilated conv. Same products and sums, so float32 agrees to a few ulps; the
+    # gradients of input, weight and bias too. 24x30 keeps the sides multiples of 3; 25x30 is not
+    # and must take the conv itself.
+    from lmfn_edge.model.lmfn import dilated_depthwise
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(6, 6, 5, padding=6, dilation=3, groups=6)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for h in (24, 25):
+        x = torch.randn(2, 6, h, 30).contiguous(memory_format=fmt)
+        grad = torch.randn(2, 6, h, 30)
+        outs = []
+        for fn in (conv, lambda t: dilated_depthwise(conv, t)):
+            conv.zero_grad()
+            xi = x.clone().requires_grad_()
+            y = fn(xi)
+            y.backward(grad)
+            outs.append((y.detach(), xi.grad, conv.weight.grad.clone(), conv.bias.grad.clone()))
+        for ref, got in zip(*outs):
+            torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_lka_trains_with_the_sub_image_form_and_evaluates_with_the_conv():
+    from lmfn_edge.model.lmfn import LKA
+
+    torch.manual_seed(0)
+    lka = LKA(8)
+    x = torch.randn(1, 8, 27, 21)
+    with torch.no_grad():
+        trained, evaluated = lka.train()(x), lka.eval()(x)
+    torch.testing.assert_close(trained, evaluated, rtol=1e-5, atol=1e-5)

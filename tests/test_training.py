@@ -418,3 +418,69 @@ def test_cosine_schedule_decays_the_learning_rate_to_its_end_point(data, tmp_pat
         tiny(data[0], tmp_path / "cache", schedule="cosine", decay_start=6, iterations=6)
     with pytest.raises(ConfigError, match="schedule must be constant or cosine"):
         tiny(data[0], tmp_path / "cache", schedule="step")
+
+
+# --- loop speed -----------------------------------------------------------------------------
+
+
+def test_loop_speed_times_each_variant_of_the_real_loop(data, tmp_path, capsys):
+    from training import loop_speed
+
+    config = tmp_path / "run.toml"
+    config.write_text(f'model = "lmfn_x2"\ndata_roots = ["{data[0]}"]\nval_root = "{data[1]}"\n'
+                      f'cache_dir = "{tmp_path / "cache"}"\npatch_size = 12\nbatch_size = 2\nval_every = 4\n'
+                      'ckpt_every = 2\nlog_every = 2\nnum_workers = 0\ndevice = "cpu"\n'
+                      '[model_overrides]\nchannels = 8\nnum_blocks = 2\npattern = "LM"\n')
+    out = tmp_path / "speed.json"
+    code = loop_speed.main(["--config", str(config), "--steps", "2", "--warmup", "1", "--rounds", "2",
+                            "--threads", "1", "--variants", "v2,subimage", "--json", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(out.read_text())
+    assert [row["variant"] for row in report["rows"]] == ["v2", "subimage"]
+    assert report["cpu"]["model"] and report["threads"] == 1
+    for row in report["rows"]:
+        assert len(row["rounds"]) == 2 and all(s > 0 for s in row["rounds"])
+        split = row["seconds_per_step"]
+        # One validation and one checkpoint ran in every window; they come back amortised.
+        assert split["step"] > 0 and split["validation"] > 0 and split["checkpoint"] > 0
+        assert row["steps_per_s"] == pytest.approx(1 / sum(split.values()), rel=0.5)
+    table = [line for line in captured.out.splitlines() if line.startswith("| ")]
+    assert len(table) == 3 and "1.00x" in table[1]
+    # The run's own lines stay hidden without --verbose.
+    assert "init_from" not in captured.err and "val PSNR-Y" not in captured.out
+
+
+def test_loop_speed_v2_variant_trains_the_dilated_conv_as_v2_did():
+    from lmfn_edge.model import lmfn
+    from training.loop_speed import _dilated_conv
+
+    conv = torch.nn.Conv2d(4, 4, 5, padding=6, dilation=3, groups=4)
+    x = torch.randn(1, 4, 9, 9)
+    calls = []
+    original = torch.nn.functional.pixel_unshuffle
+    try:
+        torch.nn.functional.pixel_unshuffle = lambda *a: calls.append(a) or original(*a)
+        lmfn.dilated_depthwise(conv, x)
+        with _dilated_conv(False):
+            lmfn.dilated_depthwise(conv, x)
+    finally:
+        torch.nn.functional.pixel_unshuffle = original
+    assert len(calls) == 1  # the sub-image form only outside the "v2" variant
+    assert lmfn.dilated_depthwise.__name__ == "dilated_depthwise"  # restored
+
+
+def test_cpu_info_names_the_int8_and_bf16_extensions(tmp_path):
+    from lmfn_edge.hardware import cpu_info
+
+    x86 = tmp_path / "x86"
+    x86.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
+                   "flags\t\t: fpu sse2 avx2 avx512f avx512_vnni avx512_bf16 amx_int8 amx_bf16\n\n"
+                   "processor\t: 1\nmodel name\t: ignored\nflags\t\t: fpu\n")
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp i8mm bf16\nCPU part\t: 0xd0c\n")
+    info = cpu_info(x86)
+    assert info["model"] == "Intel(R) Xeon(R) Platinum 8480+"
+    assert info["features"] == ["AVX2", "AVX512F", "AVX512-VNNI", "AVX512-BF16", "AMX-INT8", "AMX-BF16"]
+    assert cpu_info(arm)["features"] == ["dotprod", "i8mm", "bf16"]
+    assert cpu_info(tmp_path / "missing")["features"] == []

@@ -14,6 +14,7 @@ resuming to 2N gives the weights of a run straight to 2N.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -54,7 +55,7 @@ from .data import (
 from .engine import bicubic_psnr, build_optimizer, ema_update, train_step, validate
 from .plot import plot_log
 
-__all__ = ["LOG_NAME", "PLOT_NAME", "DivergedError", "RunLog", "Trainer", "add_run_arguments", "resolve_config"]
+__all__ = ["LOG_NAME", "PLOT_NAME", "DivergedError", "PhaseClock", "RunLog", "Trainer", "add_run_arguments", "resolve_config"]
 
 LOG_NAME = "log.jsonl"
 PLOT_NAME = "curves.png"
@@ -125,6 +126,7 @@ class Trainer:
         self.reads = tuple(reads)  # what the caller read besides the config's inputs (a TOML file)
         self.log: RunLog | None = None
         self.ctx: dist.DistContext | None = None
+        self.clock: PhaseClock | None = None  # the running loop's time split
 
     # --- hooks ------------------------------------------------------------------------------
 
@@ -312,6 +314,7 @@ class Trainer:
         bar = tqdm(total=config.iterations, initial=step, unit="it", disable=not (ctx.is_main and self.progress),
                    dynamic_ncols=True)
         loss_sum, count, tick = torch.zeros((), device=device), 0, time.perf_counter()
+        clock = self.clock = PhaseClock()
         batches = iter(loader)
         started = time.monotonic()
         last = step >= config.iterations
@@ -321,12 +324,15 @@ class Trainer:
             self.before_step(model, step)
             for group in optimizer.param_groups:
                 group["lr"] = config.learning_rate_at(step)
-            lr_batch, hr_batch = next(batches)
-            lr_batch = lr_batch.to(device, non_blocking=True).contiguous(memory_format=fmt)
-            hr_batch = hr_batch.to(device, non_blocking=True)
-            loss_sum += train_step(train_model, optimizer, lr_batch, self.target(lr_batch, hr_batch),
-                                   config.amp_bf16)
-            ema_update(ema, model, config.ema_decay)
+            with clock("data"):
+                lr_batch, hr_batch = next(batches)
+                lr_batch = lr_batch.to(device, non_blocking=True).contiguous(memory_format=fmt)
+                hr_batch = hr_batch.to(device, non_blocking=True)
+            with clock("step"):
+                loss_sum += train_step(train_model, optimizer, lr_batch, self.target(lr_batch, hr_batch),
+                                       config.amp_bf16)
+            with clock("ema"):
+                ema_update(ema, model, config.ema_decay)
             step, count = step + 1, count + 1
             bar.update()
             last = step >= config.iterations or (
@@ -341,7 +347,8 @@ class Trainer:
             if logging or validating or saving:
                 # Checked only where the loss is read or the weights are used, so that no step waits for
                 # the device; a non-finite value in between costs a few steps, not a crash.
-                loss_bad, weights_bad = _not_finite(ctx, loss_sum, _state_tensors(model, ema, optimizer))
+                with clock("checks"):
+                    loss_bad, weights_bad = _not_finite(ctx, loss_sum, _state_tensors(model, ema, optimizer))
                 if loss_bad or weights_bad:
                     bar.close()
                     self.log.write({"step": step, "event": "diverged"})
@@ -357,18 +364,24 @@ class Trainer:
                 loss_sum.zero_()
                 count, tick = 0, time.perf_counter()
             if validating and val_images:
-                record = self.validate(model, ema, val_images)
+                with clock("validation"):
+                    record = self.validate(model, ema, val_images)
                 summary.update(record)
                 self.log.write({"step": step, **record})
                 bar.write(self.report(step, record, summary))
             if saving:
-                self._save(model, ema, optimizer, step, len(pairs))
+                with clock("checkpoint"):
+                    self._save(model, ema, optimizer, step, len(pairs))
                 saved = step
                 if ctx.is_main:
-                    plot_log(self.log.records, self.output_dir / PLOT_NAME)
+                    with clock("plot"):
+                        plot_log(self.log.records, self.output_dir / PLOT_NAME)
         bar.close()
         del batches  # stops the DataLoader workers
         summary["step"] = step
+        summary["phase_seconds"] = clock.seconds()
+        if ctx.is_main:
+            print(f"time in the loop: {clock.shares()}", file=sys.stderr)
         if step < config.iterations:
             if ctx.is_main:
                 print(f"time_limit of {config.time_limit:g} s reached at step {step}; --resume continues",
@@ -396,6 +409,37 @@ class Trainer:
             "world_size": ctx.world_size,
             **self.checkpoint_extra(),
         })
+
+
+class PhaseClock:
+    """Host seconds spent in each phase of the loop (``with clock("data"): ...``).
+
+    On the CPU the step is synchronous, so the split is where the time goes; on a GPU the step
+    only queues kernels and its time shows up in the next phase that waits for the device.
+    """
+
+    def __init__(self) -> None:
+        self._seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._seconds[phase] = self._seconds.get(phase, 0.0) + time.perf_counter() - start
+
+    def reset(self) -> None:
+        self._seconds.clear()
+
+    def seconds(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in self._seconds.items()}
+
+    def shares(self) -> str:
+        """``step 93.1 %, data 2.0 %, ...`` (largest first) of the total."""
+        total = sum(self._seconds.values()) or 1.0
+        ranked = sorted(self._seconds.items(), key=lambda kv: -kv[1])
+        return ", ".join(f"{k} {100 * v / total:.1f} %" for k, v in ranked) + f" of {total:.0f} s"
 
 
 def copy_for_ema(model: nn.Module) -> nn.Module:

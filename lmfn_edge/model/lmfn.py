@@ -87,7 +87,30 @@ class LKA(nn.Module):
         self.dwd = nn.Conv2d(channels, channels, 5, padding=6, dilation=3, groups=channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.dwd(self.dw(self.pw(x)))
+        y = self.dw(self.pw(x))
+        return x * (dilated_depthwise(self.dwd, y) if self.training else self.dwd(y))
+
+
+def dilated_depthwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a depthwise conv with dilation d and 'same' padding, computed as a dense
+    conv on the d x d interleaved sub-images of ``x`` when its sides are multiples of d.
+
+    A dilated tap steps d pixels, so output pixel (d*i + a, d*j + b) only reads sub-image (a, b)
+    (``pixel_unshuffle``), where the kernel is dense: the same products and sums, in the same
+    order on channels-last maps. oneDNN's CPU kernels for dilated depthwise convs are slow; this
+    form trains LKDN's 5x5 dilation-3 conv about 3x faster (docs/training.md, "Loop speed").
+    Other shapes, and other convs, take ``conv`` itself.
+    """
+    d, (kh, kw) = conv.dilation[0], conv.kernel_size
+    same = conv.padding == (d * (kh // 2), d * (kw // 2)) and conv.dilation == (d, d) and kh % 2 == kw % 2 == 1
+    depthwise = conv.groups == conv.in_channels == conv.out_channels
+    if d == 1 or not (same and depthwise) or x.shape[-2] % d or x.shape[-1] % d:
+        return conv(x)
+    subs = d * d
+    bias = conv.bias.repeat_interleave(subs) if conv.bias is not None else None
+    y = F.conv2d(F.pixel_unshuffle(x, d), conv.weight.repeat_interleave(subs, 0), bias,
+                 padding=(kh // 2, kw // 2), groups=conv.in_channels * subs)
+    return F.pixel_shuffle(y, d)
 
 
 class PoolDSConv(nn.Module):
