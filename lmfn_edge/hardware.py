@@ -11,7 +11,7 @@ import os
 import platform
 from pathlib import Path
 
-__all__ = ["FEATURES", "cpu_info"]
+__all__ = ["FEATURES", "cpu_info", "describe_cpu"]
 
 # /proc/cpuinfo flag -> the name people know. x86: int8 dot products (VNNI) and bf16; ARM:
 # dot products (asimddp), int8 matrix multiply (i8mm) and bf16.
@@ -57,3 +57,9 @@ def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, object]:
         "cores": cores,
         "features": [name for flag, name in FEATURES.items() if flag in flags],
     }
+
+
+def describe_cpu(cpu: dict) -> str:
+    """``AMD EPYC (x86_64, 2 cores; AVX2)``: how a benchmark's table names its CPU."""
+    features = ", ".join(cpu["features"]) or "none of " + ", ".join(FEATURES.values())
+    return f"{cpu['model']} ({cpu['machine']}, {cpu['cores']} cores; {features})"

@@ -38,6 +38,10 @@ def test_table_shows_ratio_and_output_size():
     rows = to_markdown(results).splitlines()
     assert rows[2] == "| tile64 (64x64 -> 256x256) | eager | 80.0 | 1.00x | 400 | - | 5.0 |"
     assert rows[3] == "| tile64 (64x64 -> 256x256) | pte_fp32 | 50.0 | 1.60x | 120 | 1.50 | 8.0 |"
+    # A run records its CPU (int8 and bf16 speed depend on it), and the table starts with it.
+    results.update(threads=2, cpu={"model": "AMD EPYC", "machine": "x86_64", "cores": 2, "features": ["AVX2"]})
+    rows = to_markdown(results).splitlines()
+    assert rows[0] == "CPU: AMD EPYC (x86_64, 2 cores; AVX2), 2 thread(s)" and rows[4].startswith("| tile64")
 
 
 def test_peak_rss_is_this_process_s_own():

@@ -447,6 +447,7 @@ def test_loop_speed_times_each_variant_of_the_real_loop(data, tmp_path, capsys):
         assert row["steps_per_s"] == pytest.approx(1 / sum(split.values()), rel=0.5)
     table = [line for line in captured.out.splitlines() if line.startswith("| ")]
     assert len(table) == 3 and "1.00x" in table[1]
+    assert captured.out.startswith("CPU: ")
     # The run's own lines stay hidden without --verbose.
     assert "init_from" not in captured.err and "val PSNR-Y" not in captured.out
 

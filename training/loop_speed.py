@@ -31,7 +31,7 @@ from typing import Any, Iterator
 
 from lmfn_edge import cli
 from lmfn_edge.errors import UsageError
-from lmfn_edge.hardware import cpu_info
+from lmfn_edge.hardware import cpu_info, describe_cpu
 from lmfn_edge.io import atomic_write_text, check_output
 
 from .config import TrainConfig, load_config
@@ -152,8 +152,7 @@ def _run(args: argparse.Namespace) -> int:
         check_output(args.json, (args.config,), flag="--json")
     config = load_config(args.config, args.sets, TrainConfig)
     torch.set_num_threads(args.threads)
-    print(f"{config.model}, batch {config.batch_size} of {config.patch_size} px, {args.threads} thread(s) on "
-          f"{cpu['model']} ({', '.join(cpu['features']) or 'no int8/bf16 extensions'}); {args.rounds} round(s) of "
+    print(f"{config.model}, batch {config.batch_size} of {config.patch_size} px; {args.rounds} round(s) of "
           f"{', '.join(variants)}", file=sys.stderr)
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     for r in range(args.rounds):
@@ -168,6 +167,7 @@ def _run(args: argparse.Namespace) -> int:
         rows.append({"variant": v, "description": DESCRIPTIONS[v], "steps_per_s": statistics.median(speeds),
                      "rounds": speeds, "seconds_per_step": split})
     base = rows[0]["steps_per_s"]
+    print(f"CPU: {describe_cpu(cpu)}, {args.threads} thread(s)\n")
     print(f"| variant | steps/s | x {rows[0]['variant']} | step | data | validation | checkpoint | other |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:

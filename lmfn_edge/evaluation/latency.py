@@ -30,6 +30,7 @@ import torch
 
 from .. import console
 from ..errors import LmfnEdgeError, UsageError
+from ..hardware import cpu_info, describe_cpu
 from ..manifest import DYNAMIC_MULTIPLE
 
 __all__ = ["BenchConfig", "BenchError", "JOBS", "RUNNERS", "int8_input", "peak_rss_mb", "run_bench", "to_markdown", "worker"]
@@ -205,7 +206,8 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
     config.check_int8()
     model = _model(config.scale, config.weights, config.random_init)
     results = {"scale": config.scale, "threads": config.threads, "rounds": config.rounds, "repeats": config.repeats,
-               "weights": config.weights or ("random-init" if config.random_init else "embedded"), "jobs": {}}
+               "weights": config.weights or ("random-init" if config.random_init else "embedded"),
+               "cpu": cpu_info(), "jobs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = _prepare(config, model, Path(tmp), say)
         for job in config.jobs:
@@ -241,8 +243,11 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
 
 
 def to_markdown(results: dict) -> str:
-    lines = ["| job | runtime | median ms | speedup vs eager | peak RSS MB | file MB | GFLOP/s |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = []
+    if "cpu" in results:
+        lines += [f"CPU: {describe_cpu(results['cpu'])}, {results['threads']} thread(s)", ""]
+    lines += ["| job | runtime | median ms | speedup vs eager | peak RSS MB | file MB | GFLOP/s |",
+              "|---|---|---:|---:|---:|---:|---:|"]
     for job, data in results["jobs"].items():
         h, w = data["input"]
         for runner, r in data["runtimes"].items():
