@@ -161,9 +161,20 @@ def test_twice_during_a_folder_upscale(tmp_path, photos):
             assert img.size == (128, 128)
 
 
-def test_evaluate_and_export_leave_no_result_behind(tmp_path, photos):
+@pytest.fixture(scope="module")
+def large_photos(tmp_path_factory) -> Path:
+    # Evaluating the 64 px photos takes about 4 s on a quiet 2-core machine, so a signal at 4 s
+    # could come after the end; at 256 px the work lasts well past every signal below.
+    folder = tmp_path_factory.mktemp("large_photos")
+    rng = np.random.default_rng(6)
+    for i in range(40):
+        save_image(folder / f"{i:02d}.png", rng.integers(0, 256, (256, 256, 3), dtype=np.uint8))
+    return folder
+
+
+def test_evaluate_and_export_leave_no_result_behind(tmp_path, large_photos):
     for after in (1.5, 4.0):
-        code, err, _ = _interrupt(["lmfn_edge.evaluate", "--scale", "2", "--data", photos, "--json",
+        code, err, _ = _interrupt(["lmfn_edge.evaluate", "--scale", "2", "--data", large_photos, "--json",
                                    tmp_path / "s.json", "--crops-dir", tmp_path / "crops", "--no-progress"], after)
         assert _interrupted(code, err), (after, code, err)
         code, err, _ = _interrupt(["lmfn_edge.export", "--random-init", "--pattern", "LM", "--output",
