@@ -127,13 +127,16 @@ def _interrupted(code: int, err: str) -> bool:
     return code == 130 and err.strip().endswith("interrupted") and "Traceback" not in err
 
 
+def _random_photos(folder: Path, side: int, seed: int, count: int = 40) -> Path:
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        save_image(folder / f"{i:02d}.png", rng.integers(0, 256, (side, side, 3), dtype=np.uint8))
+    return folder
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(5)
-    for i in range(40):
-        save_image(folder / f"{i:02d}.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
-    return folder
+    return _random_photos(tmp_path_factory.mktemp("photos"), 64, seed=5)
 
 
 def test_ctrl_c_during_start_up_of_every_kind_of_command(tmp_path, photos, weights):
@@ -165,11 +168,7 @@ def test_twice_during_a_folder_upscale(tmp_path, photos):
 def large_photos(tmp_path_factory) -> Path:
     # Evaluating the 64 px photos takes about 4 s on a quiet 2-core machine, so a signal at 4 s
     # could come after the end; at 256 px the work lasts well past every signal below.
-    folder = tmp_path_factory.mktemp("large_photos")
-    rng = np.random.default_rng(6)
-    for i in range(40):
-        save_image(folder / f"{i:02d}.png", rng.integers(0, 256, (256, 256, 3), dtype=np.uint8))
-    return folder
+    return _random_photos(tmp_path_factory.mktemp("large_photos"), 256, seed=6)
 
 
 def test_evaluate_and_export_leave_no_result_behind(tmp_path, large_photos):
