@@ -5,7 +5,7 @@ Targets:
 ==================  ===============================================  ==================
 target              artifact                                         precisions
 ==================  ===============================================  ==================
-xnnpack             ExecuTorch .pte, XNNPACK delegate (Android CPU)  fp32, int8 (QAT)
+xnnpack             ExecuTorch .pte, XNNPACK delegate (Android CPU)  fp32, int8 (QAT), int8-dynamic
 portable            ExecuTorch .pte, portable kernels only           fp32
 coreml              Core ML .mlpackage (ML program, iOS 17+)         fp16 (default), fp32
 executorch-coreml   ExecuTorch .pte with the Core ML delegate        fp16
@@ -50,6 +50,7 @@ from ..manifest import (
 )
 from ..model.weights import load_model, sha256_file
 from .lowering import Delegation, ExportError, convert_coreml, lower_to_executorch
+from .variants import ANDROID_DEFAULT, DYNAMIC, VARIANTS
 
 __all__ = ["ExportRequest", "ExportResult", "VerificationFailed", "export", "export_program", "export_quantized"]
 
@@ -139,8 +140,9 @@ def export(
     """
     shape = shape or ShapeSpec(DEFAULT_TILE, DEFAULT_TILE)
     precision = check_target(target, precision)
-    if precision == "int8":
-        raise ExportError("int8 programs come from quantization/: use export_quantized (or --quantized PATH.pt2)")
+    if precision.startswith("int8"):
+        raise ExportError("int8 programs are built first (int8_program, dynamic_program or quantization/); "
+                          "lower them with export_quantized")
     check_overlap(overlap, shape)
     if verify and target != "coreml":
         raise ExportError("--verify applies to --target coreml")
@@ -165,6 +167,7 @@ def export_quantized(
     source: dict | None = None,
     log: Log | None = None,
     verify: bool = False,
+    precision: str = "int8",
 ) -> ExportResult:
     """Lower an int8 program: from :func:`~lmfn_edge.deployment.quantized.load_quantized` (a
     .pt2) or :func:`~lmfn_edge.deployment.int8.int8_program` (int8 parameters).
@@ -181,8 +184,11 @@ def export_quantized(
         source: ``{"source", "sha256"}`` of the program file, for the sidecar.
         log: Receives progress lines.
         verify: Core ML only: evaluate the package with numpy against the q/dq program itself.
+        precision: The int8 variant the program is (docs/quantization.md "Int8 variants").
     """
-    precision = check_target(target, "int8")
+    if not precision.startswith("int8"):
+        raise ExportError(f"export_quantized lowers int8 programs, not {precision}")
+    precision = check_target(target, precision)
     (example,) = program.example_inputs[0]
     shape = ShapeSpec(int(example.shape[2]), int(example.shape[3]))
     check_overlap(overlap, shape)
@@ -317,20 +323,28 @@ class ExportRequest:
         What depends on the inputs (their scale, a program's tile, the output path) is checked
         by :meth:`run` once they are read, still before any lowering."""
         quantized = self.quantized is not None
-        # --android ships int8 by default, from the embedded int8 parameters; float weights of the
-        # user's own (--weights, --random-init, overrides) have none, so those default to fp32.
+        # --android ships the int8 variant docs/quantization.md chose, when it can be built from
+        # what was given: a variant made from the embedded int8 parameters has none for float
+        # weights of the user's own (--weights, --random-init, overrides), which then get fp32.
         floats = self.weights or self.random_init or any(self.overrides.values())
-        default = "int8" if quantized or (self.android is not None and self.target == "xnnpack" and not floats) else None
+        android = self.android is not None and self.target == "xnnpack"
+        android_default = ANDROID_DEFAULT if ANDROID_DEFAULT and (not floats or not VARIANTS[ANDROID_DEFAULT][1]) else None
+        default = "int8" if quantized else (android_default if android else None)
         precision = check_target(self.target, self.precision or default)
-        if precision == "int8":
+        if precision in VARIANTS and VARIANTS[precision][1]:
             clashes = [f for f, on in (("--weights", self.weights), ("--random-init", self.random_init),
                                        *((f"--{k.replace('_', '-')}", v) for k, v in self.overrides.items())) if on]
             if clashes:
-                raise ExportError(f"int8 programs are built from int8 parameters (the embedded ones, or --quantized "
-                                  f"from quantization/), which fix the weights and architecture; drop "
-                                  f"{', '.join(clashes)} (or quantize them first: python -m quantization.qat)")
+                raise ExportError(f"{precision} programs are built from int8 parameters (the embedded ones, or "
+                                  f"--quantized from quantization/), which fix the weights and architecture; drop "
+                                  f"{', '.join(clashes)} (or quantize them first: python -m quantization.qat, or "
+                                  f"use --precision {DYNAMIC}, built from float weights)")
+            if precision != "int8" and self._from_program():
+                raise ExportError(f"--quantized {self.quantized} is a finished int8 program; {precision} is built "
+                                  "from int8 parameters (.safetensors)")
         elif quantized:
-            raise ExportError(f"--quantized gives an int8 program; --precision {precision} contradicts it")
+            raise ExportError(f"--quantized gives an int8 program from int8 parameters; --precision {precision} "
+                              "contradicts it")
         if self.verify and self.target != "coreml":
             raise ExportError(f"--verify checks Core ML programs; it does not apply to --target {self.target}")
         shape = ShapeSpec.parse(self.shape) if self.shape is not None else ShapeSpec(DEFAULT_TILE, DEFAULT_TILE)
@@ -339,7 +353,7 @@ class ExportRequest:
                 raise ExportError("--android needs --target xnnpack (or portable) with a square fixed --shape")
             if not (Path(self.android) / "app").is_dir():
                 raise ExportError(f"{self.android} is not the Android demo project (no app/ folder)")
-        if precision == "int8" and not self._from_program():
+        if precision in VARIANTS and not self._from_program():
             from .int8 import check_int8_shape
 
             check_int8_shape(shape)
@@ -368,13 +382,13 @@ class ExportRequest:
         shape, precision = self.check()
         say = log or (lambda line: None)
         overlap = DEFAULT_OVERLAP if self.overlap is None else self.overlap
-        if precision == "int8":
-            program, info, source = self._int8(shape, say)
+        if precision in VARIANTS:
+            program, info, source = self._int8(shape, say, precision)
             (example,) = program.example_inputs[0]
             overlap = check_overlap(overlap, ShapeSpec(int(example.shape[2]), int(example.shape[3])))
             output = self.output_path(info.lmfn_config.scale, precision)
-            say(f"exporting the int8 {info.method.upper()} program to {self.target} ...")
-            result = export_quantized(program, info, self.target, output, overlap, source, say, self.verify)
+            say(f"exporting the {precision} program ({info.method}) to {self.target} ...")
+            result = export_quantized(program, info, self.target, output, overlap, source, say, self.verify, precision)
         else:
             model, weights = load_model(self.scale, self.weights, self.random_init, **self.overrides)
             output = self.output_path(model.config.scale, precision)
@@ -395,10 +409,17 @@ class ExportRequest:
         if self.scale is not None and scale != self.scale:
             raise ExportError(f"{what.format(scale)}, but --scale is {self.scale}")
 
-    def _int8(self, shape: ShapeSpec, say: Log):
-        """``(program, info, source record)`` of the int8 program to lower: a .pt2 as it is, or
-        one built at ``shape`` from int8 parameters (``--quantized P.safetensors``, or the
-        parameters the package embeds for ``--scale``)."""
+    def _int8(self, shape: ShapeSpec, say: Log, precision: str = "int8"):
+        """``(program, info, source record)`` of the int8 program to lower: a .pt2 as it is, one
+        built at ``shape`` from int8 parameters (``--quantized P.safetensors``, or the parameters
+        the package embeds for ``--scale``), or, for ``int8-dynamic``, from float weights."""
+        if precision == DYNAMIC:
+            from .int8 import dynamic_program
+
+            model, weights = load_model(self.scale, self.weights, self.random_init, **self.overrides)
+            say(f"building the {DYNAMIC} program at {shape} from {weights.source} ...")
+            program, info = dynamic_program(model, shape, weights.to_dict())
+            return program, info, weights.to_dict()
         if self._from_program():
             from .quantized import QuantizedProgramError, load_quantized
 
@@ -419,6 +440,6 @@ class ExportRequest:
         else:
             path = default_int8_params_path(self.scale or 4)
             source = f"embedded:{path.name}"
-        say(f"building the int8 program at {shape} from {source} ...")
-        program, info = int8_program(path, shape)
+        say(f"building the {precision} program at {shape} from {source} ...")
+        program, info = int8_program(path, shape, precision)
         return program, info, {"source": source, "sha256": sha256_file(path)}

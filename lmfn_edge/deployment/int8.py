@@ -24,12 +24,12 @@ from typing import Any
 from ..errors import UsageError
 from ..manifest import DYNAMIC_MULTIPLE, MIN_DYNAMIC, ShapeSpec, package_versions
 
-__all__ = ["FORMAT", "Int8Info", "Int8ParamsError", "default_int8_params_path", "int8_program", "load_int8_params",
-           "save_int8_params"]
+__all__ = ["FORMAT", "Int8Info", "Int8ParamsError", "default_int8_params_path", "dynamic_program", "int8_program", "variant_program",
+           "load_int8_params", "save_int8_params"]
 
 FORMAT = "lmfn-edge-int8"
 VERSION = 1
-METHODS = ("qat", "ptq")
+METHODS = ("qat", "ptq", "dynamic")  # dynamic: built from float weights, never stored
 _RESIZED_ON_LOAD = (".min_val", ".max_val")
 # Not stored: what the config rebuilds (the deploy form's fixed one-hot and shift tensors) and
 # what a frozen fake-quant derives from its observed range (scale, zero point, flags, eps).
@@ -55,7 +55,7 @@ class Int8Info:
 
     Attributes:
         config: The LMFN architecture (``LMFNConfig.to_dict()``).
-        method: ``qat`` (or ``ptq``).
+        method: ``qat`` (or ``ptq``); ``dynamic`` for a program built from float weights (never a file).
         weights: ``{"source", "sha256"}`` of the float weights the parameters were tuned from.
         details: Method facts (QAT steps and schedule).
         packages: Package versions that produced the file.
@@ -117,6 +117,9 @@ def read_int8_params(path: str | Path) -> tuple[dict, Int8Info]:
     if meta.get("format") != FORMAT or meta.get("version") != str(VERSION):
         raise Int8ParamsError(f"{path} is not lmfn-edge int8 parameters (format {meta.get('format')!r}, version "
                               f"{meta.get('version')!r}; expected {FORMAT!r} version {VERSION})")
+    if meta.get("method") == "dynamic":  # dynamic programs are built from float weights; no file holds one
+        raise Int8ParamsError(f"{path}: method 'dynamic' is not stored in int8 parameters; export --precision "
+                              "int8-dynamic from the float weights")
     fields = {key: metadata_json(meta, key, str(path), Int8ParamsError, default) for key, default in
               (("lmfn_config", None), ("weights", "{}"), ("details", "{}"), ("packages", "{}"))}
     try:
@@ -171,13 +174,47 @@ def check_int8_shape(shape: ShapeSpec) -> ShapeSpec:
     return shape
 
 
-def int8_program(params: str | Path, shape: ShapeSpec):
-    """``(ExportedProgram, Int8Info)``: the converted q/dq program at ``shape`` (batch 1)."""
-    from .pt2e import convert, export_converted
+def int8_program(params: str | Path, shape: ShapeSpec, precision: str = "int8"):
+    """``(ExportedProgram, Int8Info)``: the converted q/dq program at ``shape`` (batch 1) of the
+    static variant ``precision`` (``int8``, or ``int8-mixed`` with the package's fp32 groups;
+    :mod:`lmfn_edge.deployment.variants`)."""
+    from .pt2e import export_converted
+    from .variants import convert_islands, variant_groups
 
     check_int8_shape(shape)
     prepared, info = load_int8_params(params)
-    return export_converted(convert(prepared), shape.height, shape.width), info
+    keep = variant_groups(precision, info.lmfn_config)
+    info.details = {**info.details, "fp32_groups": list(keep)}
+    return export_converted(convert_islands(prepared, keep), shape.height, shape.width), info
+
+
+def dynamic_program(model, shape: ShapeSpec, weights: dict | None = None):
+    """``(ExportedProgram, Int8Info)``: the dynamic-range int8 (``int8-dynamic``) q/dq program of
+    a float LMFN at ``shape`` (batch 1), with the package's fp32 groups for its scale."""
+    from .pt2e import export_converted
+    from .variants import DYNAMIC, dynamic_converted, variant_groups
+
+    check_int8_shape(shape)
+    keep = variant_groups(DYNAMIC, model.config)
+    info = Int8Info(config=model.config.to_dict(), method="dynamic", weights=dict(weights or {}),
+                    details={"fp32_groups": list(keep)})
+    return export_converted(dynamic_converted(model, keep), shape.height, shape.width), info
+
+
+def variant_program(precision: str, scale: int, shape: ShapeSpec):
+    """``(ExportedProgram, Int8Info)`` of the int8 variant ``precision`` of the shipped
+    ``lmfn_x{scale}``: from its embedded int8 parameters, or (``int8-dynamic``) its embedded
+    float weights."""
+    from .variants import DYNAMIC, VARIANTS, VariantError
+
+    if precision not in VARIANTS:
+        raise VariantError(f"unknown int8 variant {precision!r}; variants are {', '.join(VARIANTS)}")
+    if precision == DYNAMIC:
+        from ..model.weights import load_model
+
+        model, weights = load_model(scale)
+        return dynamic_program(model, shape, weights.to_dict())
+    return int8_program(default_int8_params_path(scale), shape, precision)
 
 
 # --- golden outputs of the embedded parameters ------------------------------------------------

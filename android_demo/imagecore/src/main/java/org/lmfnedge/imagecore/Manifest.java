@@ -30,7 +30,7 @@ public final class Manifest {
     private static final List<String> REQUIRED = Arrays.asList("model", "scale", "config", "target", "precision",
             "artifact", "shape", "overlap", "weights", "layout", "input", "output", "input_range");
     private static final Map<String, List<String>> PRECISIONS = Map.of(
-            "xnnpack", List.of("fp32", "int8"),
+            "xnnpack", List.of("fp32", "int8", "int8-dynamic"),
             "portable", List.of("fp32"),
             "coreml", List.of("fp16", "fp32", "int8"),
             "executorch-coreml", List.of("fp16"),
