@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=cli.int_at_least(1), default=5, help="timed runs per worker (default 5)")
     p.add_argument("--warmup", type=cli.int_at_least(0), default=2, help="untimed runs per worker (default 2)")
     p.add_argument("--jobs", default=",".join(JOBS), help=f"comma-separated, from {', '.join(JOBS)} (default: all)")
-    p.add_argument("--int8-pte", nargs=2, action="append", metavar=("JOB", "PTE"), help="an int8 .pte for a job")
+    p.add_argument("--int8-pte", nargs=2, action="append", metavar=("JOB", "PTE"),
+                   help="an int8 .pte for a job (repeatable; one per int8 variant and job)")
     p.add_argument("--profile", metavar="PTE", help="instead: a per-operator table of this .pte (ExecuTorch etdump), "
                                                     "--repeats timed runs after --warmup at --threads")
     p.add_argument("--top", type=cli.int_at_least(1), default=20, help="operators listed by --profile (default 20)")
@@ -42,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _by_job(pairs: list[list[str]]) -> dict[str, tuple[str, ...]]:
+    jobs: dict[str, tuple[str, ...]] = {}
+    for job, path in pairs:
+        jobs[job] = (*jobs.get(job, ()), path)
+    return jobs
+
+
 def _run(args: argparse.Namespace) -> int:
     from .evaluation.latency import BenchConfig, run_bench, to_markdown, worker
     from .io import atomic_write_text, check_output
@@ -49,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
     config = BenchConfig(scale=args.scale, weights=args.weights, random_init=args.random_init, threads=args.threads,
                          rounds=args.rounds, repeats=args.repeats, warmup=args.warmup,
                          jobs=tuple(j.strip() for j in args.jobs.split(",") if j.strip()),
-                         int8_pte=dict(args.int8_pte or []))
+                         int8_pte=_by_job(args.int8_pte or []))
     if args.worker:
         print(json.dumps(worker(args.worker, args.job, args.artifact, config)))
         return 0
@@ -64,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
             atomic_write_text(args.json, json.dumps(profile.to_dict(), indent=2) + "\n")
         return 0
     if args.json:
-        check_output(args.json, inputs=(args.weights, *config.int8_pte.values()), flag="--json")
+        check_output(args.json, inputs=(args.weights, *(p for ps in config.int8_pte.values() for p in ps)), flag="--json")
     results = run_bench(config, log=lambda line: print(line, file=sys.stderr))
     print(to_markdown(results))
     if args.json:

@@ -33,11 +33,15 @@ def test_counts_below_one_are_refused_by_the_parser(flag, capsys):
 def test_table_shows_ratio_and_output_size():
     results = {"scale": 4, "jobs": {"tile64": {"input": [64, 64], "runtimes": {
         "eager": {"median_ms": 80.0, "speedup_vs_eager": 1.0, "peak_rss_mb": 400.0, "gflops": 5.0},
-        "pte_fp32": {"median_ms": 50.0, "speedup_vs_eager": 1.6, "peak_rss_mb": 120.0, "artifact_mb": 1.5,
-                     "gflops": 8.0}}}}}
+        "pte_fp32": {"median_ms": 50.0, "speedup_vs_eager": 1.6, "speedup_vs_pte_fp32": 1.0, "peak_rss_mb": 120.0,
+                     "artifact_mb": 1.5, "gflops": 8.0},
+        "pte_int8-dynamic": {"median_ms": 40.0, "speedup_vs_eager": 2.0, "speedup_vs_pte_fp32": 1.25,
+                             "peak_rss_mb": 100.0, "artifact_mb": 0.8, "gflops": 10.0}}}}}
     rows = to_markdown(results).splitlines()
-    assert rows[2] == "| tile64 (64x64 -> 256x256) | eager | 80.0 | 1.00x | 400 | - | 5.0 |"
-    assert rows[3] == "| tile64 (64x64 -> 256x256) | pte_fp32 | 50.0 | 1.60x | 120 | 1.50 | 8.0 |"
+    assert rows[2] == "| tile64 (64x64 -> 256x256) | eager | 80.0 | 1.00x | - | 400 | - | 5.0 |"
+    assert rows[3] == "| tile64 (64x64 -> 256x256) | pte_fp32 | 50.0 | 1.60x | 1.00x | 120 | 1.50 | 8.0 |"
+    # Each int8 variant is its own row, with its ratio to the fp32 program measured beside it.
+    assert rows[4] == "| tile64 (64x64 -> 256x256) | pte_int8-dynamic | 40.0 | 2.00x | 1.25x | 100 | 0.80 | 10.0 |"
     # A run records its CPU (int8 and bf16 speed depend on it), and the table starts with it.
     results.update(threads=2, cpu={"model": "AMD EPYC", "machine": "x86_64", "cores": 2, "features": ["AVX2"]})
     rows = to_markdown(results).splitlines()

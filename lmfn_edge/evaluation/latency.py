@@ -36,7 +36,8 @@ from ..manifest import DYNAMIC_MULTIPLE
 __all__ = ["BenchConfig", "BenchError", "JOBS", "RUNNERS", "int8_input", "peak_rss_mb", "run_bench", "to_markdown", "worker"]
 
 JOBS = {"720p_x4": (180, 320), "tile128": (128, 128), "tile64": (64, 64)}
-RUNNERS = ("eager", "pte_fp32", "pte_int8", "onnxruntime")
+INT8_RUNNERS = ("pte_int8", "pte_int8-mixed", "pte_int8-dynamic")  # pte_{precision} of an int8 variant's .pte
+RUNNERS = ("eager", "pte_fp32", *INT8_RUNNERS, "onnxruntime")
 
 
 class BenchError(LmfnEdgeError):
@@ -55,7 +56,7 @@ class BenchConfig:
     repeats: int = 5
     warmup: int = 2
     jobs: tuple[str, ...] = tuple(JOBS)
-    int8_pte: dict[str, str] = field(default_factory=dict)
+    int8_pte: dict[str, tuple[str, ...]] = field(default_factory=dict)  # job -> int8 .pte files, one per variant
 
     def __post_init__(self) -> None:
         for name, minimum in (("threads", 1), ("rounds", 1), ("repeats", 1), ("warmup", 0)):
@@ -68,27 +69,35 @@ class BenchConfig:
         if self.weights and self.random_init:
             raise UsageError("--random-init and --weights cannot be combined")
 
-    def check_int8(self) -> None:
-        """Each int8 program must be an int8 x``scale`` .pte whose tile is its job's input, or the
-        input padded to the int8 grid (:func:`int8_input`)."""
+    def check_int8(self) -> dict[tuple[str, str], str]:
+        """``{(job, runner): path}`` of the int8 programs: each must be an int8 x``scale``
+        .pte whose tile is its job's input, or the input padded to the int8 grid
+        (:func:`int8_input`), at most one per variant and job."""
         from ..manifest import read_manifest
         from ..runtime.backends import check_pte
 
-        for job, path in self.int8_pte.items():
-            if not Path(path).is_file():
-                raise UsageError(f"--int8-pte {job}: {path} not found")
-            manifest = read_manifest(path)
-            check_pte(Path(path), manifest)
-            problems = []
-            if manifest.precision != "int8" or manifest.target != "xnnpack":
-                problems.append(f"it is a {manifest.target} {manifest.precision} program")
-            if manifest.scale != self.scale:
-                problems.append(f"it upscales x{manifest.scale}, not x{self.scale}")
-            if manifest.shape.dynamic or manifest.shape.example != int8_input(job):
-                h, w = int8_input(job)
-                problems.append(f"its input is {manifest.shape}, the job's {h}x{w}")
-            if problems:
-                raise UsageError(f"--int8-pte {job} {path}: {'; '.join(problems)}")
+        found: dict[tuple[str, str], str] = {}
+        for job, paths in self.int8_pte.items():
+            for path in paths:
+                if not Path(path).is_file():
+                    raise UsageError(f"--int8-pte {job}: {path} not found")
+                manifest = read_manifest(path)
+                check_pte(Path(path), manifest)
+                problems = []
+                if not manifest.precision.startswith("int8") or manifest.target != "xnnpack":
+                    problems.append(f"it is a {manifest.target} {manifest.precision} program")
+                if manifest.scale != self.scale:
+                    problems.append(f"it upscales x{manifest.scale}, not x{self.scale}")
+                if manifest.shape.dynamic or manifest.shape.example != int8_input(job):
+                    h, w = int8_input(job)
+                    problems.append(f"its input is {manifest.shape}, the job's {h}x{w}")
+                runner = f"pte_{manifest.precision}"
+                if (job, runner) in found:
+                    problems.append(f"{found[job, runner]} is also a {manifest.precision} program for it")
+                if problems:
+                    raise UsageError(f"--int8-pte {job} {path}: {'; '.join(problems)}")
+                found[job, runner] = str(path)
+        return found
 
 
 def int8_input(job: str) -> tuple[int, int]:
@@ -123,7 +132,7 @@ def peak_rss_mb() -> float:
 def worker(runner: str, job: str, artifact: str, config: BenchConfig) -> dict:
     """Load one runtime, time it; returns ``{"median_ms", "peak_rss_mb"}``."""
     torch.set_num_threads(config.threads)
-    h, w = int8_input(job) if runner == "pte_int8" else JOBS[job]
+    h, w = int8_input(job) if runner in INT8_RUNNERS else JOBS[job]
     x = torch.rand(1, 3, h, w)
     if runner == "eager":
         model = _model(config.scale, config.weights, config.random_init)
@@ -172,7 +181,8 @@ def worker_args(runner: str, job: str, artifact: str, config: BenchConfig) -> li
     return cmd + (["--random-init"] if config.random_init else (["--weights", config.weights] if config.weights else []))
 
 
-def _prepare(config: BenchConfig, model: torch.nn.Module, workdir: Path, say: Callable[[str], None]) -> dict:
+def _prepare(config: BenchConfig, model: torch.nn.Module, workdir: Path, say: Callable[[str], None],
+             int8: dict) -> dict:
     """Export the .pte and ONNX artifacts for each job (not timed)."""
     from ..deployment import export
     from ..manifest import ShapeSpec
@@ -185,7 +195,8 @@ def _prepare(config: BenchConfig, model: torch.nn.Module, workdir: Path, say: Ca
         pte = workdir / f"{job}.pte"
         export(model, "xnnpack", pte, ShapeSpec(h, w), overlap=0)
         artifacts[(job, "pte_fp32")] = str(pte)
-        artifacts[(job, "pte_int8")] = config.int8_pte.get(job)
+        for runner in INT8_RUNNERS:
+            artifacts[(job, runner)] = int8.get((job, runner))
         onnx_path = workdir / f"{job}.onnx"
         try:
             with console.third_party():
@@ -203,13 +214,13 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
     from ..model.complexity import count_macs
 
     say = log or (lambda line: None)
-    config.check_int8()
+    int8 = config.check_int8()
     model = _model(config.scale, config.weights, config.random_init)
     results = {"scale": config.scale, "threads": config.threads, "rounds": config.rounds, "repeats": config.repeats,
                "weights": config.weights or ("random-init" if config.random_init else "embedded"),
                "cpu": cpu_info(), "jobs": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        artifacts = _prepare(config, model, Path(tmp), say)
+        artifacts = _prepare(config, model, Path(tmp), say, int8)
         for job in config.jobs:
             h, w = JOBS[job]
             macs = count_macs(model, h, w)
@@ -235,8 +246,10 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
                                 "artifact_mb": Path(artifact).stat().st_size / 2**20 if artifact else None,
                                 "gflops": 2 * macs / (ms * 1e-3) / 1e9, "rounds_ms": [r["median_ms"] for r in runs]}
             eager = rows.get("eager", {}).get("median_ms")
+            fp32 = rows.get("pte_fp32", {}).get("median_ms")
             for row in rows.values():
                 row["speedup_vs_eager"] = eager / row["median_ms"] if eager else None
+                row["speedup_vs_pte_fp32"] = fp32 / row["median_ms"] if fp32 else None
             results["jobs"][job] = {"input": [h, w], "output": [h * config.scale, w * config.scale],
                                     "gmacs": macs / 1e9, "runtimes": rows}
     return results
@@ -246,15 +259,16 @@ def to_markdown(results: dict) -> str:
     lines = []
     if "cpu" in results:
         lines += [f"CPU: {describe_cpu(results['cpu'])}, {results['threads']} thread(s)", ""]
-    lines += ["| job | runtime | median ms | speedup vs eager | peak RSS MB | file MB | GFLOP/s |",
-              "|---|---|---:|---:|---:|---:|---:|"]
+    lines += ["| job | runtime | median ms | speedup vs eager | vs fp32 .pte | peak RSS MB | file MB | GFLOP/s |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for job, data in results["jobs"].items():
         h, w = data["input"]
         for runner, r in data["runtimes"].items():
             size = f"{r['artifact_mb']:.2f}" if r.get("artifact_mb") else "-"
             speedup = f"{r['speedup_vs_eager']:.2f}x" if r.get("speedup_vs_eager") else "-"
-            shown = runner if runner != "pte_int8" or int8_input(job) == (h, w) else \
+            vs_pte = f"{r['speedup_vs_pte_fp32']:.2f}x" if r.get("speedup_vs_pte_fp32") else "-"
+            shown = runner if runner not in INT8_RUNNERS or int8_input(job) == (h, w) else \
                 f"{runner} (input {int8_input(job)[1]}x{int8_input(job)[0]})"
             lines.append(f"| {job} ({w}x{h} -> {w * results['scale']}x{h * results['scale']}) | {shown} | "
-                         f"{r['median_ms']:.1f} | {speedup} | {r['peak_rss_mb']:.0f} | {size} | {r['gflops']:.1f} |")
+                         f"{r['median_ms']:.1f} | {speedup} | {vs_pte} | {r['peak_rss_mb']:.0f} | {size} | {r['gflops']:.1f} |")
     return "\n".join(lines)

@@ -8,7 +8,10 @@ outputs with ``scale`` pixels cropped from every border. Methods:
 * ``bicubic``: MATLAB bicubic upscaling, the baseline row of every SR table;
 * ``eager`` / ``deploy``: the float model in its training / deploy form, on whole images;
 * ``pte:PATH``: an ExecuTorch program (fp32 or int8), tiled exactly as on a phone;
-* ``coreml:PATH``: a Core ML package (prediction needs macOS; skipped with a note elsewhere).
+* ``coreml:PATH``: a Core ML package (prediction needs macOS; skipped with a note elsewhere);
+* ``qdq:VARIANT``: the q/dq program of an int8 variant of the shipped model (``int8``,
+  ``int8-mixed``, ``int8-dynamic``) in PyTorch, at the default tile and overlap: what its .pte
+  computes within rounding (the tests compare the two), without minutes of lowering.
 
 Every method goes through :class:`~lmfn_edge.runtime.Upscaler`, so all share one uint8
 conversion. The table's delta column is each method's PSNR minus the float model's.
@@ -32,7 +35,7 @@ from ..runtime import BackendError, Upscaler, eager_backend, load_backend
 
 __all__ = ["EvalError", "EvalImage", "Method", "Report", "evaluate", "load_dataset", "parse_methods"]
 
-KINDS = ("bicubic", "eager", "deploy", "pte", "coreml")
+KINDS = ("bicubic", "eager", "deploy", "pte", "coreml", "qdq")
 FLOAT_KINDS = ("eager", "deploy")  # the reference for the delta column, first one present
 CROP_SIDE = 96  # HR pixels of the side-by-side crops
 
@@ -47,9 +50,12 @@ class Method:
 
     kind: str
     path: Path | None = None
+    variant: str | None = None  # qdq: the int8 variant
 
     @property
     def label(self) -> str:
+        if self.variant:
+            return f"{self.kind}:{self.variant}"
         return f"{self.kind}:{self.path.name}" if self.path else self.kind
 
 
@@ -129,9 +135,20 @@ def parse_methods(text: str) -> list[Method]:
     for item in filter(None, (t.strip() for t in text.split(","))):
         kind, _, path = item.partition(":")
         if kind not in KINDS:
-            raise EvalError(f"unknown method {item!r}; use {', '.join(KINDS[:3])}, pte:PATH or coreml:PATH")
+            raise EvalError(f"unknown method {item!r}; use {', '.join(KINDS[:3])}, pte:PATH, coreml:PATH or "
+                            "qdq:VARIANT")
         if kind in ("pte", "coreml") and not path:
             raise EvalError(f"method {item!r}: {kind} needs a path ({kind}:PATH)")
+        if kind == "qdq":
+            from ..deployment.variants import VARIANTS
+
+            if path not in VARIANTS:
+                raise EvalError(f"method {item!r}: qdq needs an int8 variant, one of {', '.join(VARIANTS)}")
+            method = Method(kind, variant=path)
+            if method in methods:
+                raise EvalError(f"method {item!r} is listed twice")
+            methods.append(method)
+            continue
         if kind == "bicubic" and path:
             raise EvalError(f"method {item!r}: bicubic takes no path")
         method = Method(kind, Path(path) if path else None)
@@ -194,6 +211,21 @@ def _runner(method: Method, scale: int, model) -> tuple[str, Callable[[np.ndarra
             model = load_model(scale, method.path)[0]
         net = model if method.kind == "eager" else to_deploy(model)
         return method.kind, Upscaler(eager_backend(net), tile=0).upscale
+    if method.kind == "qdq":
+        import torch
+
+        from ..deployment.int8 import variant_program
+        from ..manifest import DEFAULT_OVERLAP, DEFAULT_TILE, ShapeSpec
+        from ..runtime.backends import Backend
+
+        module = variant_program(method.variant, scale, ShapeSpec(DEFAULT_TILE, DEFAULT_TILE))[0].module()
+
+        @torch.no_grad()
+        def run(x: np.ndarray) -> np.ndarray:
+            return module(torch.from_numpy(x)).numpy()
+
+        backend = Backend(run, scale, f"qdq {method.variant}", tile=DEFAULT_TILE, overlap=DEFAULT_OVERLAP)
+        return f"qdq {method.variant}", Upscaler(backend).upscale
     manifest = read_manifest(method.path)
     upscaler = Upscaler(load_backend(method.path, scale))  # tiles with the sidecar's overlap, as on device
     return f"{method.kind} {manifest.precision}", upscaler.upscale
@@ -201,6 +233,11 @@ def _runner(method: Method, scale: int, model) -> tuple[str, Callable[[np.ndarra
 
 def _check_artifact(method: Method, scale: int) -> None:
     """Fail before any work on a missing artifact or one of another scale."""
+    if method.kind == "qdq":
+        from ..deployment.int8 import default_int8_params_path
+
+        default_int8_params_path(scale)  # the shipped model of this scale has int8 parameters
+        return
     if method.kind in FLOAT_KINDS:
         from ..model.weights import read_weights
 
@@ -252,7 +289,7 @@ def evaluate(
     if model is not None and model.config.scale != scale:
         raise EvalError(f"the float model upscales x{model.config.scale}, but --scale {scale} was given")
     for m in methods:
-        if m.path is not None:
+        if m.path is not None or m.kind == "qdq":
             _check_artifact(m, scale)
     names = [Path(d).name or str(d) for d in data]
     names = names if len(set(names)) == len(names) else [str(d) for d in data]
