@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import TINY, run_pte, tiny_model
+from helpers import TINY_L, run_pte, tiny_model
 from lmfn_edge.deployment.int8 import Int8Info, dynamic_program, save_int8_params
 from lmfn_edge.deployment.pt2e import convert, prepare
 from lmfn_edge.deployment.variants import (
@@ -38,7 +38,7 @@ def photo_like(seed: int, side: int = SIDE) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def model():
-    return tiny_model(2, **TINY)
+    return tiny_model(2, **TINY_L)
 
 
 @pytest.fixture(scope="module")
