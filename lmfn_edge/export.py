@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantized", metavar="PATH",
                    help="int8 parameters (.safetensors) or an int8 program (.pt2) from quantization/; "
                         "--precision int8 without it uses the int8 parameters the package embeds")
-    p.add_argument("--shape", help=f"HxW fixed tile or MIN:MAX dynamic, multiples of 8 (default "
+    p.add_argument("--shape", help=f"HxW fixed (any size) or MIN:MAX dynamic (multiples of 8) (default "
                                    f"{DEFAULT_TILE}x{DEFAULT_TILE})")
     p.add_argument("--overlap", type=cli.int_at_least(0),
                    help=f"LR tile overlap the sidecar records for runtimes (default {DEFAULT_OVERLAP})")

@@ -1,10 +1,9 @@
 """How fast an int8 LMFN could be with a free DSConv: the bound on any DSConv deploy form.
 
-    python scripts/dsconv_bound.py --threads 2 [--int8-pte artifacts/lmfn_x4_xnnpack_int8_184x320.pte]
+    python scripts/dsconv_bound.py --threads 2 [--int8-pte artifacts/lmfn_x4_xnnpack_int8_180x320.pte]
 
-Builds two int8 XNNPACK programs of lmfn_x4 at --shape (default 184x320, the 720p frame on the
-int8 grid): the shipped one (the embedded int8 parameters, as ``export --precision int8``
-builds it; or --int8-pte, a program exported that way), and a stand-in in which every DSConv
+Builds two int8 XNNPACK programs of lmfn_x4 at --shape (default 180x320, the 720p frame): the
+shipped one (the embedded int8 parameters, as ``export --precision int8`` builds it; or --int8-pte, a program exported that way), and a stand-in in which every DSConv
 is only its line kernel, a plain (1,K)/(K,1) conv with zero offsets and no sampling. No deploy
 form of DSConv can be cheaper than its line conv, so the stand-in bounds what a new deploy form
 can reach, in latency and in lowering time. The stand-in's activation ranges come from a few
@@ -75,7 +74,7 @@ def lower(ep: torch.export.ExportedProgram, path: Path) -> tuple[int, float]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--shape", default="184x320", help="int8 input HxW, multiples of 8 (default 184x320)")
+    p.add_argument("--shape", default="180x320", help="int8 input HxW (default 180x320, 720p x4)")
     p.add_argument("--eager-shape", default="180x320", help="eager fp32 input HxW (default 180x320, 720p x4)")
     p.add_argument("--int8-pte", help="the shipped x4 int8 program at --shape, if already exported")
     p.add_argument("--threads", type=int, default=2)
@@ -106,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
         _unsafe_reset_threadpool(args.threads)
-        # Eager runs the job's real input; int8 programs its padding to the int8 grid.
+        # Eager runs --eager-shape, the int8 programs --shape (the same frame by default).
         x = torch.rand(1, 3, *(int(v) for v in args.eager_shape.split("x")))
         x8 = torch.rand(1, 3, h, w)
         runs = {"eager fp32": lambda: model(x)}

@@ -79,12 +79,6 @@ def test_profile_lists_the_program_s_operators(tmp_path, capfd, fixed_pte):
     assert "cpuinfo" not in captured.err  # third-party lines only with --verbose
 
 
-def test_int8_job_input_is_padded_to_the_int8_grid():
-    from lmfn_edge.evaluation.latency import int8_input
-
-    assert int8_input("720p_x4") == (184, 320) and int8_input("tile128") == (128, 128)
-
-
 def test_dsconv_bound_stand_in_is_a_zero_offset_dsconv():
     """scripts/dsconv_bound.py's stand-in: every DSConv becomes its line conv, which is what a
     DSConv with zero offsets computes away from the borders of its tap axis (it zero-pads where

@@ -10,7 +10,7 @@ import torch
 
 from helpers import TINY_L, run_pte, tiny_model
 from lmfn_edge.deployment.int8 import Int8Info, dynamic_program, save_int8_params
-from lmfn_edge.deployment.pt2e import convert, prepare
+from lmfn_edge.deployment.pt2e import convert, export_converted, grid_side, prepare
 from lmfn_edge.deployment.variants import (
     VariantError,
     convert_islands,
@@ -28,12 +28,13 @@ pytestmark = pytest.mark.usefixtures("one_thread_module")
 SIDE = 24
 
 
-def photo_like(seed: int, side: int = SIDE) -> torch.Tensor:
+def photo_like(seed: int, side: int = SIDE, width: int | None = None) -> torch.Tensor:
     """Smooth gradients plus edges in [0, 1]: activations in the ranges real photos give."""
+    width = side if width is None else width
     g = torch.Generator().manual_seed(seed)
-    y, x = torch.meshgrid(torch.linspace(0, 1, side), torch.linspace(0, 1, side), indexing="ij")
+    y, x = torch.meshgrid(torch.linspace(0, 1, side), torch.linspace(0, 1, width), indexing="ij")
     base = torch.stack([0.5 + 0.4 * torch.sin(3 * x + c) * torch.cos(2 * y - c) for c in range(3)])
-    return (base + 0.1 * (torch.rand(3, side, side, generator=g) > 0.8)).clamp(0, 1)[None]
+    return (base + 0.1 * (torch.rand(3, side, width, generator=g) > 0.8)).clamp(0, 1)[None]
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +108,26 @@ def test_dynamic_graph_quantizes_regular_convs_from_their_own_range(model):
         dynamic_converted(model, ["blocks.9"])
 
 
+def test_off_grid_shapes_pad_and_crop_the_graph(model, calibrated):
+    # A 720p x4 frame is 180x320 LR pixels, off the captured graph's grid of multiples of 8.
+    # Independent reference: the eager deploy form on the input replicate-padded to the grid,
+    # cropped; with every group fp32 nothing is quantized, so the two agree to fp32 rounding.
+    h, w = 19, 30
+    x = photo_like(5, h, w)
+    program = export_converted(dynamic_converted(model, groups(model.config)), h, w)
+    padded = torch.cat([x, x[:, :, -1:].expand(-1, -1, grid_side(h) - h, -1)], 2)
+    padded = torch.cat([padded, padded[..., -1:].expand(-1, -1, -1, grid_side(w) - w)], 3)
+    with torch.no_grad():
+        out = program.module()(x)
+        torch.testing.assert_close(out, to_deploy(model)(padded)[:, :, : 2 * h, : 2 * w], atol=1e-5, rtol=0)
+    # The static int8 graph takes the same shapes, and a 1x1 image (padded to 16x16).
+    with torch.no_grad():
+        assert export_converted(convert(calibrated), 1, 1).module()(x[:, :, :1, :1]).shape == (1, 3, 2, 2)
+        on_grid = export_converted(convert(calibrated), grid_side(h), grid_side(w)).module()(padded)
+        torch.testing.assert_close(export_converted(convert(calibrated), h, w).module()(x), on_grid[:, :, : 2 * h, : 2 * w],
+                                   atol=0, rtol=0)
+
+
 def test_variant_groups_are_validated(model, tmp_path):
     table = tmp_path / "v.json"
     table.write_text('{"scales": {"2": {"int8-mixed": {"fp32_groups": ["head", "nope"]}}}}')
@@ -141,8 +162,8 @@ def files(model, calibrated, tmp_path_factory) -> Path:
 def test_export_refuses_contradicting_variant_flags(files, capsys):
     for argv, message in [
         (["--precision", "int8-dynamic", "--quantized", str(files / "p.safetensors")], "contradicts"),
-        (["--precision", "int8-dynamic", "--shape", "20x20", "--weights", str(files / "w.safetensors")],
-         "multiples of 8"),
+        (["--precision", "int8-dynamic", "--shape", "16:64", "--weights", str(files / "w.safetensors")],
+         "fixed --shape"),
         (["--precision", "int8-dynamic", "--target", "coreml"], "does not support int8-dynamic"),
     ]:
         assert export_main([*argv, "--output", str(files / "never.pte")]) != 0, argv
@@ -159,8 +180,9 @@ def test_dynamic_pte_delegates_every_compute_op_and_matches_its_qdq_program(file
     monkeypatch.setattr(variants, "VARIANTS_PATH", table)
     monkeypatch.setattr(variant_groups, "__defaults__", (table,))
     out = tmp_path / "v.pte"
+    h, w = 20, SIDE + 3  # off the int8 graph's grid: the pad and the crop must be delegated too
     assert export_main(["--precision", "int8-dynamic", "--weights", str(files / "w.safetensors"), "--shape",
-                        f"{SIDE}x{SIDE}", "--output", str(out)]) == 0
+                        f"{h}x{w}", "--output", str(out)]) == 0
     manifest = read_manifest(out)
     assert manifest.precision == "int8-dynamic"
     assert manifest.weights["quantization"]["details"]["fp32_groups"] == ["upsample"]
@@ -169,8 +191,8 @@ def test_dynamic_pte_delegates_every_compute_op_and_matches_its_qdq_program(file
     # subgraphs (measured: also with no fp32 group), joined by getitem plumbing only. The issue
     # asks for one delegate: open (docs/quantization.md "Int8 variants").
     assert d["non_delegated_compute_ops"] == {} and set(d["non_delegated_ops"]) <= {"getitem"}, d
-    program = dynamic_program(model, ShapeSpec(SIDE, SIDE))[0]
-    x = photo_like(11)
+    program = dynamic_program(model, ShapeSpec(h, w))[0]
+    x = photo_like(11, h, w)
     with torch.no_grad():
         ref = program.module()(x)
     err = (run_pte(out, x) - ref).abs()

@@ -8,8 +8,8 @@ is pickled, and it is a fraction of a fixed program's size. :func:`int8_program`
 prepared graph from the config (:func:`lmfn_edge.deployment.pt2e.prepare`), loads the state
 (strictly: the same keys and shapes, so parameters made for another deploy form or another
 torch release are one clear error rather than a wrong program), freezes the observers,
-converts, and exports at the requested fixed shape, any multiple of 8 from 16 (the captured
-graph's grid). The package embeds such a file per scale (``lmfn_edge/weights/``), so
+converts, and exports at the requested fixed shape (off the captured graph's grid of multiples
+of 8, the program pads its input and crops its output). The package embeds such a file per scale (``lmfn_edge/weights/``), so
 ``python -m lmfn_edge.export --precision int8`` needs no data and no QAT run.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..manifest import DYNAMIC_MULTIPLE, MIN_DYNAMIC, ShapeSpec, package_versions
+from ..manifest import ShapeSpec, package_versions
 
 __all__ = ["FORMAT", "Int8Info", "Int8ParamsError", "default_int8_params_path", "dynamic_program", "int8_program", "variant_program",
            "load_int8_params", "save_int8_params"]
@@ -167,10 +167,11 @@ def load_int8_params(path: str | Path) -> tuple[Any, Int8Info]:
 
 
 def check_int8_shape(shape: ShapeSpec) -> ShapeSpec:
-    """Int8 programs are built at a fixed shape on the captured graph's grid."""
-    if shape.dynamic or any(side < MIN_DYNAMIC or side % DYNAMIC_MULTIPLE for side in (shape.height, shape.width)):
-        raise Int8ParamsError(f"int8 programs take a fixed --shape with sides that are multiples of {DYNAMIC_MULTIPLE}"
-                              f", at least {MIN_DYNAMIC} (the int8 graph's grid), got {shape}")
+    """Int8 programs are built at a fixed shape (any size: off the captured graph's grid of
+    multiples of 8 they pad and crop, :class:`lmfn_edge.deployment.pt2e.OnGrid`)."""
+    if shape.dynamic:
+        raise Int8ParamsError(f"int8 programs take a fixed --shape HxW (the int8 graph is converted at one size), "
+                              f"got the range {shape}")
     return shape
 
 

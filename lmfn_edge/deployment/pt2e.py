@@ -33,18 +33,21 @@ import torch
 from torch import nn
 
 from ..manifest import DYNAMIC_MULTIPLE, MIN_DYNAMIC
+from ..manifest import MAX_SIDE as MAX_PROGRAM_SIDE
 from ..model import LMFN
 from ..model.deploy import ChannelLayerNormDeploy, to_deploy
-from ..model.dsconv import DSConvDeploy
-from .quantized import QuantizedProgramError, check_tile
+from ..model.dsconv import DSConvDeploy, replicate_pad
+from .quantized import QuantizedProgramError
 
 __all__ = [
     "QuantizationError",
     "capture",
     "convert",
     "copy_prepared",
+    "OnGrid",
     "export_converted",
     "fixed_parameter_names",
+    "grid_side",
     "prepare",
     "quantizer",
 ]
@@ -166,11 +169,47 @@ def convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
     return pt2e.allow_exported_model_train_eval(quantize_pt2e.convert_pt2e(model))
 
 
+def grid_side(side: int) -> int:
+    """The side the captured graph computes a fixed LR ``side`` at: the next multiple of 8, at least 16."""
+    return max(MIN_DYNAMIC, -(-side // DYNAMIC_MULTIPLE) * DYNAMIC_MULTIPLE)
+
+
+class OnGrid(nn.Module):
+    """A converted graph at a fixed LR size off its grid (a 720p x4 frame is 180x320).
+
+    The input is replicate-padded at the bottom and right up to :func:`grid_side` (the delegable
+    slices-and-concat of :func:`~lmfn_edge.model.dsconv.replicate_pad`), the graph runs at the
+    grid size, and the output is cropped back to ``scale x`` the input. The padded rows and
+    columns are what the tiler feeds a program at an image's edge; docs/quantization.md
+    "Int8 shapes" measures what they change against the float model at the same size.
+    """
+
+    def __init__(self, converted: torch.fx.GraphModule, height: int, width: int) -> None:
+        super().__init__()
+        self.converted = converted
+        self.pad = (grid_side(height) - height, grid_side(width) - width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[2:]
+        padded = replicate_pad(replicate_pad(x, 2, 0, self.pad[0]), 3, 0, self.pad[1])
+        y = self.converted(padded)
+        r = y.shape[2] // padded.shape[2]
+        if self.pad[0]:
+            y = y.narrow(2, 0, r * h)
+        if self.pad[1]:
+            y = y.narrow(3, 0, r * w)
+        return y
+
+
 def export_converted(converted: torch.fx.GraphModule, height: int, width: int | None = None) -> torch.export.ExportedProgram:
     """``torch.export`` of a converted model at one ``height x width`` LR input (square when
     ``width`` is omitted), batch 1: what ``export --precision int8`` lowers and
-    :func:`lmfn_edge.deployment.save_quantized` writes."""
+    :func:`lmfn_edge.deployment.save_quantized` writes. Sides off the captured graph's grid
+    (not multiples of 8, or under 16) run through :class:`OnGrid`; on-grid sides export the
+    converted graph as it is."""
     width = height if width is None else width
-    check_tile(height)
-    check_tile(width)
-    return torch.export.export(converted, (torch.rand(1, 3, height, width),))
+    for side in (height, width):
+        if isinstance(side, bool) or not isinstance(side, int) or not 1 <= side <= MAX_PROGRAM_SIDE:
+            raise QuantizationError(f"an int8 program's sides are from 1 to {MAX_PROGRAM_SIDE}, got {side!r}")
+    module = converted if (grid_side(height), grid_side(width)) == (height, width) else OnGrid(converted, height, width)
+    return torch.export.export(module, (torch.rand(1, 3, height, width),))

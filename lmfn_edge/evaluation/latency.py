@@ -31,9 +31,8 @@ import torch
 from .. import console
 from ..errors import LmfnEdgeError, UsageError
 from ..hardware import cpu_info, describe_cpu
-from ..manifest import DYNAMIC_MULTIPLE
 
-__all__ = ["BenchConfig", "BenchError", "JOBS", "RUNNERS", "int8_input", "peak_rss_mb", "run_bench", "to_markdown", "worker"]
+__all__ = ["BenchConfig", "BenchError", "JOBS", "RUNNERS", "peak_rss_mb", "run_bench", "to_markdown", "worker"]
 
 JOBS = {"720p_x4": (180, 320), "tile128": (128, 128), "tile64": (64, 64)}
 INT8_RUNNERS = ("pte_int8", "pte_int8-mixed", "pte_int8-dynamic")  # pte_{precision} of an int8 variant's .pte
@@ -71,8 +70,7 @@ class BenchConfig:
 
     def check_int8(self) -> dict[tuple[str, str], str]:
         """``{(job, runner): path}`` of the int8 programs: each must be an int8 x``scale``
-        .pte whose tile is its job's input, or the input padded to the int8 grid
-        (:func:`int8_input`), at most one per variant and job."""
+        .pte whose fixed shape is its job's input, at most one per variant and job."""
         from ..manifest import read_manifest
         from ..runtime.backends import check_pte
 
@@ -88,9 +86,9 @@ class BenchConfig:
                     problems.append(f"it is a {manifest.target} {manifest.precision} program")
                 if manifest.scale != self.scale:
                     problems.append(f"it upscales x{manifest.scale}, not x{self.scale}")
-                if manifest.shape.dynamic or manifest.shape.example != int8_input(job):
-                    h, w = int8_input(job)
-                    problems.append(f"its input is {manifest.shape}, the job's {h}x{w}")
+                if manifest.shape.dynamic or manifest.shape.example != JOBS[job]:
+                    h, w = JOBS[job]
+                    problems.append(f"its input is {manifest.shape}, the job's {h}x{w} (export it with --shape {h}x{w})")
                 runner = f"pte_{manifest.precision}"
                 if (job, runner) in found:
                     problems.append(f"{found[job, runner]} is also a {manifest.precision} program for it")
@@ -98,12 +96,6 @@ class BenchConfig:
                     raise UsageError(f"--int8-pte {job} {path}: {'; '.join(problems)}")
                 found[job, runner] = str(path)
         return found
-
-
-def int8_input(job: str) -> tuple[int, int]:
-    """The input an int8 program runs for ``job``: its LR size padded up to the int8 graph's grid
-    (multiples of 8: 720p's 180x320 becomes 184x320, 2% more pixels, counted against int8)."""
-    return tuple(-(-side // DYNAMIC_MULTIPLE) * DYNAMIC_MULTIPLE for side in JOBS[job])
 
 
 def _model(scale: int, weights: str | None, random_init: bool) -> torch.nn.Module:
@@ -132,7 +124,7 @@ def peak_rss_mb() -> float:
 def worker(runner: str, job: str, artifact: str, config: BenchConfig) -> dict:
     """Load one runtime, time it; returns ``{"median_ms", "peak_rss_mb"}``."""
     torch.set_num_threads(config.threads)
-    h, w = int8_input(job) if runner in INT8_RUNNERS else JOBS[job]
+    h, w = JOBS[job]
     x = torch.rand(1, 3, h, w)
     if runner == "eager":
         model = _model(config.scale, config.weights, config.random_init)
@@ -267,8 +259,6 @@ def to_markdown(results: dict) -> str:
             size = f"{r['artifact_mb']:.2f}" if r.get("artifact_mb") else "-"
             speedup = f"{r['speedup_vs_eager']:.2f}x" if r.get("speedup_vs_eager") else "-"
             vs_pte = f"{r['speedup_vs_pte_fp32']:.2f}x" if r.get("speedup_vs_pte_fp32") else "-"
-            shown = runner if runner not in INT8_RUNNERS or int8_input(job) == (h, w) else \
-                f"{runner} (input {int8_input(job)[1]}x{int8_input(job)[0]})"
-            lines.append(f"| {job} ({w}x{h} -> {w * results['scale']}x{h * results['scale']}) | {shown} | "
+            lines.append(f"| {job} ({w}x{h} -> {w * results['scale']}x{h * results['scale']}) | {runner} | "
                          f"{r['median_ms']:.1f} | {speedup} | {vs_pte} | {r['peak_rss_mb']:.0f} | {size} | {r['gflops']:.1f} |")
     return "\n".join(lines)
