@@ -183,7 +183,7 @@ def test_cli_errors_are_one_line_before_any_work(tmp_path, capsys):
         (("--random-init", "--shape", "13:40"), "invalid --shape"),
         (("--random-init", "--precision", "fp16"), "xnnpack does not support fp16"),
         (("--random-init", "--precision", "int8"), "int8 programs are built from int8 parameters"),
-        (("--precision", "int8", "--shape", "20x20"), "multiples of 8"),
+        (("--precision", "int8", "--shape", "16:64"), "int8 programs take a fixed --shape"),
         (("--random-init", "--verify"), "--verify checks Core ML programs"),
         (("--random-init", "--shape", "7x7"), "--overlap 16 must be smaller than the tile (7x7)"),
         (("--random-init", "--target", "coreml", "--android", str(tmp_path)), "--android needs --target xnnpack"),
