@@ -136,8 +136,12 @@ def test_variant_groups_are_validated(model, tmp_path):
     table.write_text('{"scales": {"2": {"int8-mixed": {"fp32_groups": "head"}}}}')
     with pytest.raises(VariantError, match="list of group names"):
         variant_groups("int8-mixed", model.config, table)
-    table.write_text('{"scales": {"2": {"int8-mixed": {"fp32_groups": ["head"]}}}}')
+    table.write_text('{"scales": {"2": {"int8-mixed": {"fp32_groups": ["head", "blocks.7"]}}}}')
+    # The table names the shipped (8-block) LMFN's groups; a 1-block LMFN keeps those it has.
     assert variant_groups("int8-mixed", model.config, table) == ("head",)
+    table.write_text('{"scales": {"2": {"int8-mixed": {"fp32_groups": ["blocks.8"]}}}}')
+    with pytest.raises(VariantError, match="unknown group"):
+        variant_groups("int8-mixed", model.config, table)
     assert variant_groups("int8", model.config, table) == ()
     table.write_text("[")
     with pytest.raises(VariantError, match="cannot read"):

@@ -172,7 +172,12 @@ def read_variants(path: str | Path = VARIANTS_PATH) -> dict:
 
 def variant_groups(precision: str, config: LMFNConfig, path: str | Path = VARIANTS_PATH) -> tuple[str, ...]:
     """The groups ``precision`` keeps fp32 for an LMFN of ``config``: none for ``int8``; for the
-    others what the package's table lists at its scale (validated against ``config``'s groups)."""
+    others what the package's table lists at its scale.
+
+    The table was scanned on the shipped architecture (``LMFNConfig(scale=s)``), so its names are
+    validated against that one's groups; for another architecture (``--weights`` of a smaller
+    LMFN) the listed groups it does not have (``blocks.7`` of a 4-block LMFN) are left out.
+    """
     if precision not in VARIANTS:
         raise VariantError(f"unknown int8 variant {precision!r}; variants are {', '.join(VARIANTS)}")
     if precision == STATIC:
@@ -183,7 +188,8 @@ def variant_groups(precision: str, config: LMFNConfig, path: str | Path = VARIAN
     names = entry.get("fp32_groups") if isinstance(entry, dict) else None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise VariantError(f"{path}: x{config.scale} {precision}: fp32_groups must be a list of group names")
-    unknown = sorted(set(names) - set(groups(config)))
+    unknown = sorted(set(names) - set(groups(LMFNConfig(scale=config.scale))))
     if unknown:
         raise VariantError(f"{path}: x{config.scale} {precision}: unknown group(s) {', '.join(unknown)}")
-    return tuple(names)
+    present = set(groups(config))
+    return tuple(n for n in names if n in present)
