@@ -89,6 +89,26 @@ def test_one_level_provenance_lowers_the_same_program(tmp_path, monkeypatch):
     assert torch.equal(run_pte(lean.path, x), run_pte(full.path, x))
 
 
+def test_partitions_are_merged_only_when_together_they_cover_the_graph():
+    from lmfn_edge.deployment.lowering import merge_covering_partitions
+
+    def partitioned(tags):
+        gm = torch.fx.symbolic_trace(lambda x: torch.relu(x + 1) * 2)
+        nodes = [n for n in gm.graph.nodes if n.op == "call_function"]
+        for node, tag in zip(nodes, tags):
+            if tag:
+                node.meta["delegation_tag"] = tag
+        result = SimpleNamespace(tagged_exported_program=SimpleNamespace(graph=gm.graph),
+                                 partition_tags={t: "xnnpack" for t in tags if t})
+        merge_covering_partitions(result)
+        return [n.meta.get("delegation_tag") for n in nodes], set(result.partition_tags)
+
+    # Interleaved partitions that take every compute node become one.
+    assert partitioned(["tag1", "tag0", "tag1"]) == (["tag0"] * 3, {"tag0"})
+    # With a node left out (it runs on the CPU between them), merging could make a cycle: kept.
+    assert partitioned(["tag0", None, "tag1"]) == (["tag0", None, "tag1"], {"tag0", "tag1"})
+
+
 def test_xnnpack_dynamic_shape_runs_any_multiple_of_8(dynamic_pte):
     model, result = dynamic_pte
     assert result.manifest.shape.to_dict() == {"dynamic": True, "min": 16, "max": 48, "multiple": 8}

@@ -136,6 +136,44 @@ def one_intra_op_thread():
         torch.set_num_threads(threads)
 
 
+def merge_covering_partitions(result) -> None:
+    """Make one partition of a ``PartitionResult`` whose partitions together take every compute
+    node of the graph.
+
+    XNNPACK's partitioner grows partitions around node groups that must stay together (each
+    dynamically quantized conv with its ``choose_qparams`` / quantize / dequantize chain), and on
+    LMFN's dynamic-range graph it stops growing one and starts another where merging would be
+    safe: the two interleave, and the program ran as two delegate calls joined by ``getitem``
+    (measured on ExecuTorch 1.5.1; docs/quantization.md "Int8 variants"). When every
+    ``call_function`` node is tagged, the union is the whole graph, which cannot form a cycle
+    with anything outside it, so one tag is as valid as several. Otherwise nothing changes.
+    """
+    graph = result.tagged_exported_program.graph
+    nodes = [n for n in graph.nodes if n.op == "call_function"]
+    tags = {n.meta.get("delegation_tag") for n in nodes}
+    if None in tags or len(tags) < 2:
+        return
+    keep = min(tags)
+    for node in graph.nodes:
+        if "delegation_tag" in node.meta:
+            node.meta["delegation_tag"] = keep
+    for tag in [t for t in result.partition_tags if t != keep]:
+        del result.partition_tags[tag]
+
+
+def _one_subgraph_xnnpack_partitioner():
+    """ExecuTorch's ``XnnpackPartitioner`` followed by :func:`merge_covering_partitions`."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+    class OneSubgraphXnnpackPartitioner(XnnpackPartitioner):
+        def partition(self, exported_program):
+            result = super().partition(exported_program)
+            merge_covering_partitions(result)
+            return result
+
+    return OneSubgraphXnnpackPartitioner()
+
+
 def lower_to_executorch(ep: torch.export.ExportedProgram, backend: str):
     """Lower to a .pte program. ``backend``: ``xnnpack``, ``portable`` or ``coreml``.
 
@@ -145,11 +183,7 @@ def lower_to_executorch(ep: torch.export.ExportedProgram, backend: str):
     exir = _require("executorch.exir", "executorch==1.5.1")
     partitioners = []
     if backend == "xnnpack":
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
-            XnnpackPartitioner,
-        )
-
-        partitioners = [XnnpackPartitioner()]
+        partitioners = [_one_subgraph_xnnpack_partitioner()]
     elif backend == "coreml":
         _require("coremltools", "executorch==1.5.1 (brings coremltools 9.0)")
         import coremltools as ct
