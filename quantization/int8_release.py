@@ -2,7 +2,12 @@
 the output of the program they build (docs/quantization.md, "Shipped int8").
 
     python -m quantization.int8_release runs/qat_x2/lmfn_x2_int8.safetensors [...]
-    python -m quantization.int8_release --check     # rebuild every embedded program, compare
+    python -m quantization.int8_release --pin int8-dynamic   # pin the dynamic variant's programs
+    python -m quantization.int8_release --check     # rebuild every pinned program, compare
+
+The ``int8-dynamic`` variant is built from the embedded float weights and the fp32 groups of
+``lmfn_edge/data/int8_variants.json``; ``--pin`` stores its programs' fingerprints and outputs
+beside the static ones (``python -m quantization.sensitivity --write`` pins after it records).
 
 A file is refused unless it was tuned from the float weights the package embeds for its scale
 (the sidecar of every int8 export then traces to the shipped float weights), and it is at most
@@ -19,33 +24,35 @@ program fails CI.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-
 from lmfn_edge import cli
 from lmfn_edge.deployment.int8 import (
+    DYNAMIC_GOLDEN_STEP,
     GOLDEN_PATH,
     GOLDEN_SIDE,
     Int8ParamsError,
+    dynamic_golden_problems,
+    dynamic_program,
     golden_input,
     golden_problems,
+    golden_record,
     int8_program,
     output_codes,
-    program_fingerprint,
     read_golden,
     read_int8_params,
 )
+from lmfn_edge.deployment.variants import DYNAMIC
 from lmfn_edge.errors import UsageError
 from lmfn_edge.io import atomic_write_text
 from lmfn_edge.manifest import ShapeSpec
-from lmfn_edge.model.weights import default_weights_path, sha256_file
+from lmfn_edge.model.weights import default_weights_path, load_model, sha256_file
 
-__all__ = ["MAX_BYTES", "check", "golden_entry", "release"]
+__all__ = ["MAX_BYTES", "check", "dynamic_entry", "golden_entry", "pin", "release"]
 
 MAX_BYTES = 2_300_000  # "about 2 MB a scale": the float weights (1.6 MB) plus fake-quant state
 
@@ -53,10 +60,26 @@ MAX_BYTES = 2_300_000  # "about 2 MB a scale": the float weights (1.6 MB) plus f
 def golden_entry(params: Path) -> dict:
     """The golden record of the program ``params`` builds at ``GOLDEN_SIDE``."""
     program, _ = int8_program(params, ShapeSpec(GOLDEN_SIDE, GOLDEN_SIDE))
-    codes, step = output_codes(program, golden_input())
-    array = codes.numpy().astype("<i2")
-    return {"params_sha256": sha256_file(params), "program_sha256": program_fingerprint(program), "side": GOLDEN_SIDE,
-            "step": step, "shape": list(array.shape), "codes": base64.b64encode(array.tobytes()).decode()}
+    return golden_record(program, params_sha256=sha256_file(params))
+
+
+def dynamic_entry(scale: int, side: int = GOLDEN_SIDE) -> dict:
+    """The golden record of the shipped ``lmfn_x{scale}``'s ``int8-dynamic`` program at ``side``."""
+    model, weights = load_model(scale)
+    program, info = dynamic_program(model, ShapeSpec(side, side), weights.to_dict())
+    return golden_record(program, side, DYNAMIC_GOLDEN_STEP, weights_sha256=sha256_file(default_weights_path(f"lmfn_x{scale}")),
+                         fp32_groups=info.details["fp32_groups"])
+
+
+def _store(scale: int, entry: dict, precision: str = "int8") -> None:
+    """Write ``entry`` as ``precision``'s golden at ``scale``, keeping every other record."""
+    golden = json.loads(GOLDEN_PATH.read_text()) if GOLDEN_PATH.is_file() else {"scales": {}}
+    golden["description"] = ("output codes of the shipped int8 programs on golden_input(): scales, the embedded int8 "
+                             "parameters; variants, the programs built from the embedded float weights. Regenerate "
+                             "with python -m quantization.int8_release")
+    records = golden["scales"] if precision == "int8" else golden.setdefault("variants", {}).setdefault(precision, {})
+    records[str(scale)] = entry
+    atomic_write_text(GOLDEN_PATH, json.dumps(golden, indent=1, sort_keys=True) + "\n")
 
 
 def release(params: Path) -> Path:
@@ -73,21 +96,26 @@ def release(params: Path) -> Path:
         raise Int8ParamsError(f"{params} is {params.stat().st_size} bytes; the package ships at most {MAX_BYTES}")
     target = shipped.with_name(f"lmfn_x{scale}_int8.safetensors")
     entry = golden_entry(params)  # builds the program: a file that does not fit fails here, before any write
-    golden = {"description": "int8 output codes of the embedded int8 parameters on golden_input(); "
-                             "regenerate with python -m quantization.int8_release",
-              "scales": {str(k): v for k, v in (read_golden() if GOLDEN_PATH.is_file() else {}).items()}}
-    golden["scales"][str(scale)] = entry
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         staged = Path(tmp) / target.name
         shutil.copyfile(params, staged)
         staged.replace(target)
-    atomic_write_text(GOLDEN_PATH, json.dumps(golden, indent=1, sort_keys=True) + "\n")
+    _store(scale, entry)
     return target
 
 
+def pin(precision: str, scales: tuple[int, ...] = (2, 3, 4)) -> None:
+    """Store the golden records of ``precision``'s programs (built from the embedded float weights)."""
+    if precision != DYNAMIC:
+        raise UsageError(f"--pin takes {DYNAMIC} (the variant built from the float weights), not {precision!r}; "
+                         "static int8 is pinned when its parameters are shipped")
+    for scale in scales:
+        _store(scale, dynamic_entry(scale), precision)
+
+
 def check() -> list[str]:
-    """Rebuild every stored golden program; one line per scale whose program or output drifted
-    (:func:`lmfn_edge.deployment.int8.golden_problems`)."""
+    """Rebuild every stored golden program; one line per program whose source, graph or output
+    drifted (:func:`lmfn_edge.deployment.int8.golden_problems`)."""
     problems = []
     for scale, entry in sorted(read_golden().items()):
         params = default_weights_path(f"lmfn_x{scale}").with_name(f"lmfn_x{scale}_int8.safetensors")
@@ -97,25 +125,33 @@ def check() -> list[str]:
         program, _ = int8_program(params, ShapeSpec(entry["side"], entry["side"]))
         codes, _ = output_codes(program, golden_input(entry["side"]))
         problems += [f"x{scale}: {p}" for p in golden_problems(program, entry, codes)]
+    for scale, entry in sorted(read_golden(precision=DYNAMIC).items()):
+        problems += [f"x{scale} {DYNAMIC}: {p}" for p in dynamic_golden_problems(scale, entry)]
     return problems
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = cli.parser("quantization.int8_release", "Ship QAT int8 parameters in the package and pin their golden output.")
     p.add_argument("params", nargs="*", type=Path, help="lmfn_x{s}_int8.safetensors from python -m quantization.qat")
-    p.add_argument("--check", action="store_true", help="rebuild the embedded programs and compare to the golden")
+    p.add_argument("--pin", metavar="VARIANT", help=f"store the golden outputs of a variant built from the float "
+                                                    f"weights ({DYNAMIC}), at x2, x3 and x4")
+    p.add_argument("--check", action="store_true", help="rebuild the pinned programs and compare to the golden")
     return p
 
 
 def _run(args: argparse.Namespace) -> int:
-    if bool(args.params) == args.check:
-        raise UsageError("give int8 parameter files to ship, or --check (not both)")
+    if sum((bool(args.params), args.check, args.pin is not None)) != 1:
+        raise UsageError("give int8 parameter files to ship, --pin VARIANT, or --check (one of them)")
     if args.check:
         problems = check()
         for line in problems:
             print(line, file=sys.stderr)
         print("int8 golden outputs: " + ("drift" if problems else "match"))
         return 1 if problems else 0
+    if args.pin is not None:
+        pin(args.pin)
+        print(f"pinned {args.pin} at x2, x3, x4 in {GOLDEN_PATH}")
+        return 0
     for params in args.params:
         target = release(params)
         print(f"shipped {params} as {target}")

@@ -13,7 +13,8 @@ centre crops of the smoothest training photos, where int8's fixed grids lose mos
 
 Every graph is the q/dq reference in PyTorch (the .pte computes the same within rounding, which
 the tests check). ``--write`` records the choice in ``lmfn_edge/data/int8_variants.json``, the
-table ``lmfn_edge.export --precision int8-mixed | int8-dynamic`` reads.
+table ``lmfn_edge.export --precision int8-mixed | int8-dynamic`` reads, and pins the golden output
+of the shipped ``int8-dynamic`` program it changes (``quantization.int8_release --pin``).
 """
 
 from __future__ import annotations
@@ -193,6 +194,11 @@ def _run(args: argparse.Namespace) -> int:
                                       f"{args.max_groups}"}
         atomic_write_text(VARIANTS_PATH, json.dumps(table, indent=1) + "\n")
         print(f"wrote {VARIANTS_PATH}")
+        if DYNAMIC in results:  # the shipped program changed: pin its golden again
+            from .int8_release import pin
+
+            pin(DYNAMIC, (model.config.scale,))
+            print(f"pinned the x{model.config.scale} {DYNAMIC} golden output")
     return 0
 
 

@@ -120,6 +120,22 @@ def test_embedded_int8_parameters_rebuild_their_golden_program(scale):
     assert golden_problems(program, entry, codes.numpy()) == []
 
 
+# About 30 s a scale (capture, dynamic prepare, convert, export at 16x16).
+@pytest.mark.slow
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_dynamic_variant_rebuilds_its_golden_program(scale):
+    # The same kind of pin for int8-dynamic, built from the shipped float weights and the fp32
+    # groups of int8_variants.json: the fingerprint exactly, the fp32 output within a tolerance
+    # measured against other kernels (lmfn_edge.deployment.int8.dynamic_golden_problems).
+    from lmfn_edge.deployment.int8 import dynamic_golden_problems, read_golden
+    from lmfn_edge.deployment.variants import DYNAMIC, variant_groups
+    from lmfn_edge.model import LMFNConfig
+
+    entry = read_golden(precision=DYNAMIC)[scale]
+    assert entry["fp32_groups"] == list(variant_groups(DYNAMIC, LMFNConfig(scale=scale)))
+    assert dynamic_golden_problems(scale, entry) == []
+
+
 @pytest.mark.slow
 def test_embedded_int8_export_runs_the_golden_program(tmp_path):
     # The one-flag int8 export of a fresh clone, lowered and run through ExecuTorch (~3 min).

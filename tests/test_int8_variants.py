@@ -204,3 +204,21 @@ def test_dynamic_pte_is_one_delegate_and_matches_its_qdq_program(files, model, m
     # GELU; the fp32 outputs then differ by what a step in a few inputs moves a conv. A wrong
     # scale or a missing quantization moves outputs by tenths of the [0, 1] range.
     assert err.max().item() <= 0.01, err.max().item()
+
+
+def test_release_pins_only_float_built_variants_and_keeps_every_record(tmp_path, monkeypatch, capsys):
+    import json
+
+    from quantization import int8_release
+
+    for argv in (["--pin", "int8"], ["--pin", "int8-dynamic", "--check"], []):
+        assert int8_release.main(argv) == 2, argv
+        assert capsys.readouterr().err.startswith("error: "), argv
+    golden = tmp_path / "golden.json"
+    golden.write_text(json.dumps({"scales": {"2": {"static": 1}}}))
+    monkeypatch.setattr(int8_release, "GOLDEN_PATH", golden)
+    int8_release._store(3, {"dynamic": 1}, "int8-dynamic")
+    int8_release._store(4, {"static": 2})
+    data = json.loads(golden.read_text())
+    assert data["scales"] == {"2": {"static": 1}, "4": {"static": 2}}
+    assert data["variants"] == {"int8-dynamic": {"3": {"dynamic": 1}}}

@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import UsageError
 from ..manifest import ShapeSpec, package_versions
 
-__all__ = ["FORMAT", "Int8Info", "Int8ParamsError", "default_int8_params_path", "dynamic_program", "int8_program", "variant_program",
+__all__ = ["FORMAT", "Int8Info", "Int8ParamsError", "default_int8_params_path", "DYNAMIC_GOLDEN_STEP", "dynamic_golden_problems", "dynamic_program", "golden_record", "int8_program", "variant_program",
            "load_int8_params", "save_int8_params"]
 
 FORMAT = "lmfn-edge-int8"
@@ -260,11 +260,37 @@ def output_codes(program, x) -> tuple[Any, float]:
     return torch.round(out / step).to(torch.int16), step
 
 
-def read_golden(path: str | Path = GOLDEN_PATH) -> dict:
-    """``{scale: {"params_sha256", "program_sha256", "side", "step", "shape", "codes"}}`` as stored
-    (codes: base64 int16)."""
+def read_golden(path: str | Path = GOLDEN_PATH, precision: str = "int8") -> dict:
+    """``{scale: {"program_sha256", "side", "step", "shape", "codes", ...}}`` as stored (codes:
+    base64 int16) for ``precision``: the static program of the embedded int8 parameters
+    (``int8``: ``params_sha256``), or a variant built from the embedded float weights
+    (``int8-dynamic``: ``weights_sha256`` and ``fp32_groups``)."""
     data = json.loads(Path(path).read_text())
-    return {int(k): v for k, v in data["scales"].items()}
+    records = data["scales"] if precision == "int8" else data.get("variants", {}).get(precision, {})
+    return {int(k): v for k, v in records.items()}
+
+
+# A dynamic-range program's output is fp32 (no output grid); its golden codes are in units of a
+# quarter of an 8-bit level, fine enough that the tolerance below (in these units) is 0.6 levels.
+DYNAMIC_GOLDEN_STEP = 1 / 1020
+
+
+def golden_record(program, side: int = GOLDEN_SIDE, step: float | None = None, **source: Any) -> dict:
+    """The golden record of ``program`` (built at ``side``): its fingerprint and its output on
+    :func:`golden_input` in units of ``step`` (default: its output int8 step), with ``source``
+    (what it was built from) stored beside them."""
+    import base64
+
+    import torch
+
+    if step is None:
+        codes, step = output_codes(program, golden_input(side))
+    else:
+        with torch.no_grad():
+            codes = torch.round(program.module()(golden_input(side)) / step).to(torch.int16)
+    array = codes.numpy().astype("<i2")
+    return {**source, "program_sha256": program_fingerprint(program), "side": side, "step": step,
+            "shape": list(array.shape), "codes": base64.b64encode(array.tobytes()).decode()}
 
 
 def golden_codes(entry: dict):
@@ -338,3 +364,33 @@ def golden_problems(program, entry: dict, codes: Any) -> list[str]:
     if rms > GOLDEN_CODES_RMS:
         problems.append(f"the output differs from the golden by {rms:.2f} int8 steps RMS (more than {GOLDEN_CODES_RMS})")
     return problems
+
+
+def dynamic_golden_problems(scale: int, entry: dict) -> list[str]:
+    """What differs between the shipped ``lmfn_x{scale}``'s ``int8-dynamic`` program built today
+    and its golden record ``entry`` (``read_golden(precision="int8-dynamic")``).
+
+    The fingerprint pins the program exactly (graph, int8 weights, fp32 groups); the output is
+    held to :data:`GOLDEN_CODES_RMS` units of :data:`DYNAMIC_GOLDEN_STEP` (0.6 8-bit levels RMS).
+    Measured on the x2 golden input: the same program is bit-identical with 1 and 2 threads;
+    XNNPACK's kernels, another implementation of the same program, are 2.4 units RMS from it;
+    the program without its fp32 groups is 5.9 units away, and a wrong scale or a missing
+    quantization tens of units (docs/quantization.md "Goldens of the shipped variants").
+    """
+    import torch
+
+    from ..model.weights import default_weights_path, load_model, sha256_file
+    from .variants import DYNAMIC
+
+    weights = default_weights_path(f"lmfn_x{scale}")
+    if sha256_file(weights) != entry.get("weights_sha256"):
+        return [f"{weights.name} changed since its golden was written (pin again: python -m quantization.int8_release "
+                f"--pin {DYNAMIC})"]
+    model, _ = load_model(scale)
+    program, info = dynamic_program(model, ShapeSpec(entry["side"], entry["side"]))
+    if info.details["fp32_groups"] != entry.get("fp32_groups"):
+        return [f"its fp32 groups are {info.details['fp32_groups']}, the golden's {entry.get('fp32_groups')} (pin "
+                f"again: python -m quantization.int8_release --pin {DYNAMIC})"]
+    with torch.no_grad():
+        codes = torch.round(program.module()(golden_input(entry["side"])) / entry["step"])
+    return golden_problems(program, entry, codes.numpy())
