@@ -8,8 +8,9 @@ centre crops of the smoothest training photos, where int8's fixed grids lose mos
 1. the loss of the whole int8 graph against the float model (PSNR-Y, dB, mean per crop set);
 2. per group (:func:`lmfn_edge.deployment.variants.groups`): the loss with *only* that group
    quantized (every other group an fp32 island), and the loss with only that group fp32;
-3. greedily, the groups kept fp32 in the order of what keeping each alone recovers, until the
-   loss is at most ``--target`` dB on both crop sets (or ``--max-groups`` are fp32).
+3. greedily, the groups kept fp32 in the order of what keeping each alone recovers (those that
+   recover something on both crop sets), until the loss is at most ``--target`` dB on both crop
+   sets (or ``--max-groups`` are fp32).
 
 Every graph is the q/dq reference in PyTorch (the .pte computes the same within rounding, which
 the tests check). ``--write`` records the choice in ``lmfn_edge/data/int8_variants.json``, the
@@ -108,7 +109,10 @@ def scan(model, converted, crops: dict, target: float = DEFAULT_TARGET, max_grou
         if alone:
             rows[g]["alone"] = loss([n for n in names if n != g])
         bar.update(1 + alone)
-    recovered = sorted(names, key=lambda g: -min(whole[k] - rows[g]["fp32"][k] for k in whole))
+    gain = {g: min(whole[k] - rows[g]["fp32"][k] for k in whole) for g in names}
+    # Only groups that recover something on both crop sets; one with nothing quantized in this
+    # variant (trunk, shuffle in the dynamic graph) recovers exactly 0 and would only add a name.
+    recovered = sorted((g for g in names if gain[g] > 0), key=lambda g: -gain[g])
     chosen, steps = [], []
     current = whole
     for g in recovered[:max_groups]:
