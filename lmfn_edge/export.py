@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_weights(p)
     cli.add_random_init(p)
     p.add_argument("--precision", choices=sorted({p for ps in PRECISIONS.values() for p in ps}),
-                   help="default: fp16 for coreml; int8 with --quantized or --android; fp32 otherwise")
+                   help="default: fp16 for coreml; int8 with --quantized; fp32 otherwise")
     p.add_argument("--quantized", metavar="PATH",
                    help="int8 parameters (.safetensors) or an int8 program (.pt2) from quantization/; "
                         "--precision int8 without it uses the int8 parameters the package embeds")

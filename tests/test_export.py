@@ -245,10 +245,17 @@ def test_int8_needs_export_quantized(tmp_path):
     assert not (tmp_path / "q.pte").exists()
 
 
-def test_android_installs_int8_by_default_and_fp32_for_the_user_s_float_models(tmp_path):
+def test_android_installs_the_measured_default_and_fp32_for_the_user_s_float_models(tmp_path, monkeypatch):
+    import lmfn_edge.deployment.exporter as exporter
+
     (tmp_path / "app").mkdir()
     app = str(tmp_path)
-    assert ExportRequest(android=app).check()[1] == "int8"  # from the embedded int8 parameters
+    # fp32 by default: no int8 variant met docs/quantization.md "The table that decides".
+    assert ExportRequest(android=app).check()[1] == "fp32"
+    assert ExportRequest(android=app, precision="int8").check()[1] == "int8"  # asked for: the embedded parameters
+    # A default built from int8 parameters applies to the embedded model only.
+    monkeypatch.setattr(exporter, "ANDROID_DEFAULT", "int8")
+    assert ExportRequest(android=app).check()[1] == "int8"
     assert ExportRequest(android=app, precision="fp32").check()[1] == "fp32"
     assert ExportRequest(android=app, random_init=True).check()[1] == "fp32"
     assert ExportRequest(android=app, weights="w.safetensors").check()[1] == "fp32"

@@ -45,8 +45,10 @@ VARIANTS = {  # precision -> (activation ranges, needs the QAT parameters)
 }
 # What ``export --android`` ships (docs/quantization.md "The table that decides"): the fastest
 # variant within 0.1 dB of float at every scale on both held-out sets and faster than the fp32
-# .pte; None (fp32) when no variant is.
-ANDROID_DEFAULT: str | None = STATIC
+# .pte; None (fp32) when no variant is. None since 2026-12-07: static int8 loses up to 4.4 dB
+# on the corpus's held-out photos, and int8-dynamic, within 0.06 dB at x3 and x4 but 0.42 at
+# x2, ran slower than the fp32 .pte on the measured (AVX2) CPU.
+ANDROID_DEFAULT: str | None = None
 TRUNK = "trunk"
 VARIANTS_PATH = Path(str(resources.files("lmfn_edge") / "data" / "int8_variants.json"))
 MAX_VARIANTS_BYTES = 1 << 16
