@@ -284,6 +284,7 @@ def test_fp16_program_within_psnr_bound_and_rounds_to_fp16(exported, photos):
     assert all(FP16_MIN_PSNR <= c.psnr < 100 and c.max_abs > 1e-5 for c in report.images), report.summary()
 
 
+@pytest.mark.slow  # Core ML conversions at several sizes (about 25 s)
 def test_flexible_fp32_program_any_size_in_range(exported):
     model, path = exported(3, SMALL, "16:32", "fp32")
     ev = MILEvaluator(path)

@@ -146,6 +146,7 @@ def test_qat_trains_learned_parameters_only_and_freezes_observers(straight, work
     assert flags and all(int(f[0]) == 0 for f in flags)  # frozen at step 2
 
 
+@pytest.mark.slow  # two short QAT runs (about 1 min); CI runs -m slow after the suite
 def test_qat_resume_is_exact(straight, workspace):
     split = workspace / "split"
     qat_cli.qat(config(workspace, iterations=2), split, progress=False)
@@ -184,6 +185,7 @@ def test_qat_releases_ema_or_raw_weights_from_the_checkpoint(straight, workspace
         config(workspace, release="best")
 
 
+@pytest.mark.slow  # a QAT run with the float teacher (about 30 s)
 def test_qat_distills_from_the_float_model_with_target_float(straight, workspace):
     import json
 
@@ -403,6 +405,7 @@ def test_int8_parameters_of_another_graph_are_refused(straight, tmp_path):
         load_int8_params(tmp_path / "q.safetensors")
 
 
+@pytest.mark.slow  # a Core ML conversion and its verification (about 40 s)
 def test_core_ml_w8a8_from_int8_parameters_is_verified(straight, workspace):
     from lmfn_edge.deployment import export_quantized
     from lmfn_edge.deployment.int8 import int8_program
