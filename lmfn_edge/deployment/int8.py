@@ -9,7 +9,8 @@ prepared graph from the config (:func:`lmfn_edge.deployment.pt2e.prepare`), load
 (strictly: the same keys and shapes, so parameters made for another deploy form or another
 torch release are one clear error rather than a wrong program), freezes the observers,
 converts, and exports at the requested fixed shape (off the captured graph's grid of multiples
-of 8, the program pads its input and crops its output). The package embeds such a file per scale (``lmfn_edge/weights/``), so
+of 8, the program pads its input and crops its output). The package embeds such a file per
+scale (``lmfn_edge/weights/``), so
 ``python -m lmfn_edge.export --precision int8`` needs no data and no QAT run.
 """
 
@@ -24,8 +25,9 @@ from typing import Any
 from ..errors import UsageError
 from ..manifest import ShapeSpec, package_versions
 
-__all__ = ["FORMAT", "Int8Info", "Int8ParamsError", "default_int8_params_path", "DYNAMIC_GOLDEN_STEP", "dynamic_golden_problems", "dynamic_program", "golden_record", "int8_program", "variant_program",
-           "load_int8_params", "save_int8_params"]
+__all__ = ["DYNAMIC_GOLDEN_STEP", "FORMAT", "Int8Info", "Int8ParamsError", "default_int8_params_path",
+           "dynamic_golden_problems", "dynamic_program", "golden_record", "int8_program", "load_int8_params",
+           "save_int8_params", "variant_program"]
 
 FORMAT = "lmfn-edge-int8"
 VERSION = 1
@@ -250,11 +252,12 @@ def output_step(program) -> float:
     return float(node.args[1])
 
 
-def output_codes(program, x) -> tuple[Any, float]:
-    """``(codes, step)``: the program's output on ``x`` in units of its output int8 step."""
+def output_codes(program, x, step: float | None = None) -> tuple[Any, float]:
+    """``(codes, step)``: the program's output on ``x`` in units of ``step`` (default: its output
+    int8 step; a dynamic-range program, whose output is fp32, passes :data:`DYNAMIC_GOLDEN_STEP`)."""
     import torch
 
-    step = output_step(program)
+    step = output_step(program) if step is None else step
     with torch.no_grad():
         out = program.module()(x)
     return torch.round(out / step).to(torch.int16), step
@@ -281,13 +284,7 @@ def golden_record(program, side: int = GOLDEN_SIDE, step: float | None = None, *
     (what it was built from) stored beside them."""
     import base64
 
-    import torch
-
-    if step is None:
-        codes, step = output_codes(program, golden_input(side))
-    else:
-        with torch.no_grad():
-            codes = torch.round(program.module()(golden_input(side)) / step).to(torch.int16)
+    codes, step = output_codes(program, golden_input(side), step)
     array = codes.numpy().astype("<i2")
     return {**source, "program_sha256": program_fingerprint(program), "side": side, "step": step,
             "shape": list(array.shape), "codes": base64.b64encode(array.tobytes()).decode()}
@@ -374,11 +371,9 @@ def dynamic_golden_problems(scale: int, entry: dict) -> list[str]:
     held to :data:`GOLDEN_CODES_RMS` units of :data:`DYNAMIC_GOLDEN_STEP` (0.6 8-bit levels RMS).
     Measured on the x2 golden input: the same program is bit-identical with 1 and 2 threads;
     XNNPACK's kernels, another implementation of the same program, are 2.4 units RMS from it;
-    the program without its fp32 groups is 5.9 units away, and a wrong scale or a missing
-    quantization tens of units (docs/quantization.md "Goldens of the shipped variants").
+    the program without its fp32 groups is 5.9 units away (docs/quantization.md "Goldens of the
+    shipped variants").
     """
-    import torch
-
     from ..model.weights import default_weights_path, load_model, sha256_file
     from .variants import DYNAMIC
 
@@ -391,6 +386,5 @@ def dynamic_golden_problems(scale: int, entry: dict) -> list[str]:
     if info.details["fp32_groups"] != entry.get("fp32_groups"):
         return [f"its fp32 groups are {info.details['fp32_groups']}, the golden's {entry.get('fp32_groups')} (pin "
                 f"again: python -m quantization.int8_release --pin {DYNAMIC})"]
-    with torch.no_grad():
-        codes = torch.round(program.module()(golden_input(entry["side"])) / entry["step"])
+    codes, _ = output_codes(program, golden_input(entry["side"]), entry["step"])
     return golden_problems(program, entry, codes.numpy())
