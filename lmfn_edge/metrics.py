@@ -24,7 +24,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["float_to_uint8", "psnr", "rgb_to_y", "ssim", "tensor_to_uint8"]
+__all__ = ["float_to_uint8", "psnr", "psnr_float", "rgb_to_y", "ssim", "tensor_to_uint8"]
 
 # MATLAB rgb2ycbcr luma row for R, G, B in [0, 1]; the offset 16 puts Y on the 0..255 scale.
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966], dtype=np.float64)
@@ -78,6 +78,13 @@ def psnr(a: np.ndarray, b: np.ndarray, crop_border: int = 0, y_channel: bool = T
     if mse == 0.0:
         return math.inf
     return 10.0 * math.log10(255.0**2 / mse)
+
+
+def psnr_float(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two float arrays of any shape on the [0, 1] scale (peak 1, every value;
+    a parity measure between runtimes, not the benchmark protocol's Y-channel PSNR)."""
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
 
 
 def ssim(a: np.ndarray, b: np.ndarray, crop_border: int = 0, y_channel: bool = True) -> float:

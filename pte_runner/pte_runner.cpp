@@ -2,10 +2,14 @@
 // executorch wheel's headers and shared libraries (see build.sh).
 //
 //   pte_runner --model m.pte --input in.f32 --shape 1,3,16,16
-//              [--output out.f32] [--runs N] [--threads M]
+//              [--output out.f32] [--runs N] [--threads M] [--markers]
 //
 // Input and output are raw little-endian float32 in NCHW order.
 // Only output 0 of method "forward" is written.
+// --markers brackets each forward call with a syscall that Linux does not have (it returns
+// ENOSYS), which the QEMU plugin insn_count.c reads to count one pass's instructions. Leave
+// it off on devices whose seccomp policy kills unknown syscalls (Android apps; adb shell
+// binaries are not filtered).
 
 #include <chrono>
 #include <cstdint>
@@ -15,6 +19,9 @@
 #include <fstream>
 #include <string>
 #include <vector>
+
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor.h>
@@ -39,6 +46,12 @@ using executorch::runtime::EValue;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+constexpr long kMarkerSyscall = 0x4c4d46; // insn_count.c's MARKER_SYSCALL
+
+void marker(bool on, int begin_or_end, int run) {
+  if (on) syscall(kMarkerSyscall, begin_or_end, run);
+}
 
 double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
@@ -90,7 +103,7 @@ void usage(const char* argv0) {
   std::fprintf(
       stderr,
       "usage: %s --model m.pte --input in.f32 --shape 1,3,H,W "
-      "[--output out.f32] [--runs N] [--threads M]\n",
+      "[--output out.f32] [--runs N] [--threads M] [--markers]\n",
       argv0);
   std::exit(2);
 }
@@ -100,8 +113,13 @@ void usage(const char* argv0) {
 int main(int argc, char** argv) {
   std::string model, input, output, shape;
   int runs = 1, threads = 0; // threads 0: keep the library default
+  bool markers = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
+    if (a == "--markers") {
+      markers = true;
+      continue;
+    }
     if (i + 1 >= argc) usage(argv[0]);
     const char* v = argv[++i];
     if (a == "--model") model = v;
@@ -145,9 +163,11 @@ int main(int argc, char** argv) {
   std::vector<EValue> outputs;
   double total = 0.0;
   for (int r = 0; r < runs; ++r) {
+    marker(markers, 0, r);
     t0 = Clock::now();
     auto result = module.forward(in_tensor);
     const double ms = ms_since(t0);
+    marker(markers, 1, r);
     if (!result.ok()) {
       die("forward failed, error " + err_str(result.error()));
     }

@@ -4,6 +4,7 @@ the output of the program they build (docs/quantization.md, "Shipped int8").
     python -m quantization.int8_release runs/qat_x2/lmfn_x2_int8.safetensors [...]
     python -m quantization.int8_release --pin int8-dynamic   # pin the dynamic variant's programs
     python -m quantization.int8_release --check     # rebuild every pinned program, compare
+    python -m quantization.int8_release --pin-arm x4_int8.pte  # its output on emulated ARM cores
 
 The ``int8-dynamic`` variant is built from the embedded float weights and the fp32 groups of
 ``lmfn_edge/data/int8_variants.json``; ``--pin`` stores its programs' fingerprints and outputs
@@ -32,11 +33,13 @@ from pathlib import Path
 
 from lmfn_edge import cli
 from lmfn_edge.deployment.int8 import (
+    ARM_GOLDEN,
     DYNAMIC_GOLDEN_STEP,
     GOLDEN_PATH,
     GOLDEN_SIDE,
     Int8ParamsError,
     dynamic_golden_problems,
+    default_int8_params_path,
     dynamic_program,
     golden_input,
     golden_problems,
@@ -52,7 +55,8 @@ from lmfn_edge.io import atomic_write_text
 from lmfn_edge.manifest import ShapeSpec
 from lmfn_edge.model.weights import default_weights_path, load_model, sha256_file
 
-__all__ = ["MAX_BYTES", "check", "dynamic_entry", "golden_entry", "pin", "release"]
+
+__all__ = ["ARM_PIN_CPUS", "MAX_BYTES", "arm_entry", "check", "dynamic_entry", "golden_entry", "pin", "release"]
 
 MAX_BYTES = 2_300_000  # "about 2 MB a scale": the float weights (1.6 MB) plus fake-quant state
 
@@ -77,9 +81,46 @@ def _store(scale: int, entry: dict, precision: str = "int8") -> None:
     golden["description"] = ("output codes of the shipped int8 programs on golden_input(): scales, the embedded int8 "
                              "parameters; variants, the programs built from the embedded float weights. Regenerate "
                              "with python -m quantization.int8_release")
-    records = golden["scales"] if precision == "int8" else golden.setdefault("variants", {}).setdefault(precision, {})
+    if precision == ARM_GOLDEN:
+        records = golden.setdefault("arm", {})
+    else:
+        records = golden["scales"] if precision == "int8" else golden.setdefault("variants", {}).setdefault(precision, {})
     records[str(scale)] = entry
     atomic_write_text(GOLDEN_PATH, json.dumps(golden, indent=1, sort_keys=True) + "\n")
+
+
+ARM_PIN_CPUS = ("a72", "a76", "i8mm")
+
+
+def arm_entry(pte: Path) -> tuple[int, dict]:
+    """``(scale, record)``: the ARM golden record of ``pte``, a static int8 export of the embedded int8 parameters at
+    the golden side: its output on each of :data:`ARM_PIN_CPUS` (they must agree exactly) in
+    units of the x86 golden's step."""
+    import base64
+
+    import numpy as np
+
+    from lmfn_edge.manifest import read_manifest
+    from lmfn_edge.runtime.arm import CPUS, environment, run_pte
+
+    manifest = read_manifest(pte)
+    params = default_int8_params_path(manifest.scale)
+    if manifest.precision != "int8" or manifest.weights.get("sha256") != sha256_file(params):
+        raise UsageError(f"{pte} is not an int8 export of the embedded {params.name} (python -m lmfn_edge.export "
+                         f"--precision int8 --scale {manifest.scale} --shape {GOLDEN_SIDE}x{GOLDEN_SIDE})")
+    if manifest.shape.dynamic or manifest.shape.example != (GOLDEN_SIDE, GOLDEN_SIDE):
+        raise UsageError(f"{pte} takes {manifest.shape}; the golden input is {GOLDEN_SIDE}x{GOLDEN_SIDE}")
+    step = read_golden()[manifest.scale]["step"]
+    env = environment(say=lambda line: print(line, file=sys.stderr))
+    x = golden_input(GOLDEN_SIDE).numpy()
+    outputs = [run_pte(env, pte, x, CPUS[name], count=False).output for name in ARM_PIN_CPUS]
+    if any(not np.array_equal(out, outputs[0]) for out in outputs[1:]):
+        raise Int8ParamsError(f"{pte}: the ARM cores {', '.join(ARM_PIN_CPUS)} disagree; nothing pinned")
+    array = np.round(outputs[0] / step).astype("<i2")
+
+    return manifest.scale, {"params_sha256": sha256_file(params), "side": GOLDEN_SIDE, "step": step,
+                            "cpus": list(ARM_PIN_CPUS), "shape": list(array.shape),
+                            "codes": base64.b64encode(array.tobytes()).decode()}
 
 
 def release(params: Path) -> Path:
@@ -136,12 +177,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pin", metavar="VARIANT", help=f"store the golden outputs of a variant built from the float "
                                                     f"weights ({DYNAMIC}), at x2, x3 and x4")
     p.add_argument("--check", action="store_true", help="rebuild the pinned programs and compare to the golden")
+    p.add_argument("--pin-arm", metavar="PTE", type=Path,
+                   help="store the ARM golden: this int8 .pte's output on emulated ARM cores (python -m lmfn_edge.arm "
+                        "--setup first)")
     return p
 
 
 def _run(args: argparse.Namespace) -> int:
-    if sum((bool(args.params), args.check, args.pin is not None)) != 1:
-        raise UsageError("give int8 parameter files to ship, --pin VARIANT, or --check (one of them)")
+    if sum((bool(args.params), args.check, args.pin is not None, args.pin_arm is not None)) != 1:
+        raise UsageError("give int8 parameter files to ship, --pin VARIANT, --pin-arm PTE or --check (one of them)")
+    if args.pin_arm is not None:
+        scale, entry = arm_entry(args.pin_arm)
+        _store(scale, entry, ARM_GOLDEN)
+        print(f"pinned the ARM output of {args.pin_arm} (x{scale}) in {GOLDEN_PATH}")
+        return 0
     if args.check:
         problems = check()
         for line in problems:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
+from ..metrics import psnr_float
 from ..manifest import (
     DYNAMIC_MULTIPLE,
     MIN_DYNAMIC,
@@ -100,11 +101,6 @@ class VerifyReport:
             lines.append(line + ("  ok" if c.passed else "  FAIL"))
         lines.append("PASS" if self.passed else "FAIL")
         return "\n".join(lines)
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
 
 
 def within_tolerance(precision: str, max_abs: float, psnr: float) -> bool:
@@ -201,13 +197,13 @@ def verify(
             raise VerificationError(
                 f"the program maps {x.shape} to {out.shape} but the reference (x{scale}) gives {ref.shape}"
             )
-        max_abs, psnr_raw = float(np.abs(out - ref).max()), _psnr(out, ref)
+        max_abs, psnr_raw = float(np.abs(out - ref).max()), psnr_float(out, ref)
         psnr_y = psnr(tensor_to_uint8(torch.from_numpy(out)), tensor_to_uint8(torch.from_numpy(ref)))
         check = ImageCheck(name, (h, w), max_abs, psnr_raw, psnr_y, within_tolerance(precision, max_abs, psnr_raw))
         if predict is not None:
             coreml = np.asarray(predict({input_name: x})[output_name], np.float32)
             check.coreml_max_abs = float(np.abs(coreml - out).max())
-            check.coreml_psnr = _psnr(coreml, out)
+            check.coreml_psnr = psnr_float(coreml, out)
             check.passed &= within_tolerance(precision, check.coreml_max_abs, check.coreml_psnr)
         report.images.append(check)
     return report

@@ -263,13 +263,23 @@ def output_codes(program, x, step: float | None = None) -> tuple[Any, float]:
     return torch.round(out / step).to(torch.int16), step
 
 
+# The key of the ARM golden: the static int8 .pte's output on emulated ARM cores, whose int8
+# kernels round differently from x86's (tests/test_arm.py; docs/deployment.md).
+ARM_GOLDEN = "arm"
+
+
 def read_golden(path: str | Path = GOLDEN_PATH, precision: str = "int8") -> dict:
     """``{scale: {"program_sha256", "side", "step", "shape", "codes", ...}}`` as stored (codes:
     base64 int16) for ``precision``: the static program of the embedded int8 parameters
     (``int8``: ``params_sha256``), or a variant built from the embedded float weights
-    (``int8-dynamic``: ``weights_sha256`` and ``fp32_groups``)."""
+    (``int8-dynamic``: ``weights_sha256`` and ``fp32_groups``), or the static program's .pte as
+    emulated ARM cores run it (:data:`ARM_GOLDEN`: ``params_sha256``, ``cpus``; codes in the
+    static golden's step)."""
     data = json.loads(Path(path).read_text())
-    records = data["scales"] if precision == "int8" else data.get("variants", {}).get(precision, {})
+    if precision == ARM_GOLDEN:
+        records = data.get("arm", {})
+    else:
+        records = data["scales"] if precision == "int8" else data.get("variants", {}).get(precision, {})
     return {int(k): v for k, v in records.items()}
 
 
