@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import cli
 
-__all__ = ["ArmRow", "build_parser", "main", "output_step", "parity"]
+__all__ = ["ArmRow", "build_parser", "main", "grid_step", "parity"]
 
 DEFAULT_CPUS = "a72,a76,i8mm"
 
@@ -64,7 +64,7 @@ class ArmRow:
     instructions: int | None
 
 
-def output_step(y):
+def grid_step(y):
     """The output grid of a static int8 program, read off its output (``(q - zp) * step``
     values); ``None`` when the values are not on one grid (fp32, dynamic int8)."""
     import numpy as np
@@ -73,9 +73,13 @@ def output_step(y):
     gaps = np.diff(levels)
     if levels.size < 16 or levels.size > 256:
         return None
-    step = float(gaps.min())
-    units = (levels - levels[0]) / step
-    return step if np.abs(units - np.round(units)).max() < 1e-3 else None
+    # The smallest gap is the step only to float32 rounding, which adds up over 255 steps: it
+    # names each level's integer, and the span over the integers gives the step to the end.
+    units = np.round((levels - levels[0]) / gaps.min())
+    if units[-1] < 1:
+        return None
+    step = float((levels[-1] - levels[0]) / units[-1])
+    return step if np.abs((levels - levels[0]) / step - units).max() < 1e-2 else None
 
 
 def parity(y, reference, step: float | None) -> dict:
@@ -172,7 +176,7 @@ def compare(programs, cpus, env, args, say) -> list[ArmRow]:
 
         with torch.no_grad():
             eager = model(torch.from_numpy(x)).numpy()
-        step = output_step(x86)
+        step = grid_step(x86)
         x86_vs_eager = parity(x86, eager, None)["psnr"]
         for cpu in cpus:
             bar.set_postfix_str(f"{name} on {cpu.name}")

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from lmfn_edge import bench, evaluate, export, info, upscale, verify_coreml
+from lmfn_edge import arm, bench, evaluate, export, info, upscale, verify_coreml
 from quantization import numerics, ptq, qat
 from training import loop_speed, release, skimage_photos, throughput, train
 
 ROOT = Path(__file__).resolve().parents[1]
 PARSERS = {
-    "export": export.build_parser, "upscale": upscale.build_parser, "evaluate": evaluate.build_parser,
+    "arm": arm.build_parser, "export": export.build_parser, "upscale": upscale.build_parser, "evaluate": evaluate.build_parser,
     "bench": bench.build_parser, "verify_coreml": verify_coreml.build_parser, "info": info.build_parser,
     "train": train.build_parser, "release": release.build_parser, "skimage_photos": skimage_photos.build_parser,
     "throughput": throughput.build_parser, "qat": qat.build_parser, "ptq": ptq.build_parser,
