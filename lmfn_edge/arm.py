@@ -39,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an exported .pte (with its sidecar) instead of exporting; repeatable (the eager column "
                         "uses --weights, or the embedded weights of the program's scale)")
     p.add_argument("--cpus", default=DEFAULT_CPUS,
-                   help=f"comma-separated core models: a72, a76, i8mm, sme2 (QEMU 10, no instruction count) "
-                        f"(default {DEFAULT_CPUS})")
+                   help=f"comma-separated core models: a72, a76, i8mm, sme2 (QEMU 10, no instruction count), sme "
+                        f"(QEMU 7.2 with SME, known wrong for int8) (default {DEFAULT_CPUS})")
     p.add_argument("--threads", type=cli.int_at_least(1), default=1,
                    help="runner threads (default 1; instruction counts are exact with 1)")
     p.add_argument("--no-count", action="store_true", help="skip the instruction count (faster)")
