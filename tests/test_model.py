@@ -91,7 +91,10 @@ def test_dilated_depthwise_on_sub_images_matches_the_dilated_conv(channels_last)
             y.backward(grad)
             outs.append((y.detach(), xi.grad, conv.weight.grad.clone(), conv.bias.grad.clone()))
         for ref, got in zip(*outs):
-            torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+            # The weight and bias gradients sum 2 x 24 x 30 products each, in another order on
+            # each kernel (oneDNN's channels-last path on an AVX512 machine differs from AVX2's),
+            # so their float32 error scales with the tensor's largest value, not each element's.
+            torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5 * max(1.0, ref.abs().max().item()))
 
 
 def test_lka_trains_with_the_sub_image_form_and_evaluates_with_the_conv():
