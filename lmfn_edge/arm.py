@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=cli.int_at_least(1), default=1,
                    help="runner threads (default 1; instruction counts are exact with 1)")
     p.add_argument("--no-count", action="store_true", help="skip the instruction count (faster)")
+    p.add_argument("--timeout", type=cli.int_at_least(1), default=900,
+                   help="seconds one emulated run may take before it is reported as failed (default 900)")
     p.add_argument("--setup", action="store_true", help="only build the emulated environment (cached) and exit")
     p.add_argument("--cache", metavar="DIR", help="where the runner, plugin and wheel are cached "
                                                   "(default ~/.cache/lmfn_edge/arm)")
@@ -54,14 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 @dataclass
 class ArmRow:
-    program: str
+    program: str  # the program's precision (its sidecar's)
+    shape: str  # its LR input, HxW
     cpu: str
-    max_abs_vs_x86: float
-    psnr_vs_x86: float
-    psnr_vs_eager: float
+    max_abs_vs_x86: float | None  # None: the run failed (error)
+    psnr_vs_x86: float | None
+    psnr_vs_eager: float | None
     x86_psnr_vs_eager: float
     within_one_step: float | None  # int8 with an output grid: share of outputs within one step of x86
     instructions: int | None
+    error: str | None = None
 
 
 def grid_step(y):
@@ -93,11 +97,11 @@ def parity(y, reference, step: float | None) -> dict:
             "within_one_step": None if step is None else float(np.mean(diff <= step * 1.001))}
 
 
-def _programs(args, folder: Path, say) -> list[tuple[str, Path]]:
+def _programs(args, folder: Path, say) -> list[Path]:
     from .deployment import ExportRequest
 
     if args.pte:
-        return [(Path(p).name, Path(p)) for p in args.pte]
+        return [Path(p) for p in args.pte]
     out = []
     # overlap 0: these programs are compared tile for tile, never tiled into an image.
     for precision in args.precision.split(","):
@@ -105,7 +109,7 @@ def _programs(args, folder: Path, say) -> list[tuple[str, Path]]:
         say(f"exporting {precision} at {args.shape}")
         ExportRequest(target="xnnpack", scale=args.scale, weights=args.weights, random_init=args.random_init,
                       precision=precision, shape=args.shape, overlap=0, output=str(path)).run(log=lambda line: None)
-        out.append((precision, path))
+        out.append(path)
     return out
 
 
@@ -150,7 +154,10 @@ def _run(args: argparse.Namespace) -> int:
         from .io import atomic_write_text
 
         atomic_write_text(args.json, json.dumps([asdict(r) for r in rows], indent=1) + "\n")
-    return 0
+    failed = [r for r in rows if r.error]
+    for r in failed:
+        say(f"error: {r.program} {r.shape} on {r.cpu}: {r.error}")
+    return 1 if failed else 0
 
 
 def compare(programs, cpus, env, args, say) -> list[ArmRow]:
@@ -159,16 +166,18 @@ def compare(programs, cpus, env, args, say) -> list[ArmRow]:
     from .deployment.int8 import golden_input
     from .manifest import read_manifest
     from .model.weights import load_model
-    from .runtime.arm import run_pte
+    from .runtime.arm import ArmError, run_pte
     from .runtime.backends import pte_backend
 
     rows = []
     bar = tqdm(total=len(programs) * len(cpus), desc="emulated runs", unit="run", disable=args.no_progress,
                file=sys.stderr)
-    for name, path in programs:
+    for path in programs:
         backend = pte_backend(path)
         manifest = read_manifest(path)
+        name = manifest.precision
         h, w = manifest.shape.example
+        shape = f"{h}x{w}"
         x = golden_input(max(h, w))[..., :h, :w].numpy()
         x86 = backend.run(x)
         model, _ = load_model(manifest.scale, weights=args.weights, random_init=args.random_init)
@@ -180,25 +189,38 @@ def compare(programs, cpus, env, args, say) -> list[ArmRow]:
         x86_vs_eager = parity(x86, eager, None)["psnr"]
         for cpu in cpus:
             bar.set_postfix_str(f"{name} on {cpu.name}")
-            run = run_pte(env, path, x, cpu, threads=args.threads, count=not args.no_count)
+            try:
+                run = run_pte(env, path, x, cpu, threads=args.threads, count=not args.no_count, timeout=args.timeout)
+            except ArmError as exc:  # one core's failure (a timeout) leaves the other rows standing
+                rows.append(ArmRow(name, shape, cpu.name, None, None, None, x86_vs_eager, None, None,
+                                   str(exc).removeprefix(f"{cpu.name}: ")))
+                bar.update()
+                continue
             vs_x86 = parity(run.output, x86, step)
-            rows.append(ArmRow(name, cpu.name, vs_x86["max_abs"], vs_x86["psnr"], parity(run.output, eager, None)["psnr"],
-                               x86_vs_eager, vs_x86["within_one_step"], run.instructions))
+            rows.append(ArmRow(name, shape, cpu.name, vs_x86["max_abs"], vs_x86["psnr"],
+                               parity(run.output, eager, None)["psnr"], x86_vs_eager, vs_x86["within_one_step"],
+                               run.instructions))
             bar.update()
     bar.close()
     return rows
 
 
 def table(rows: list[ArmRow]) -> str:
-    fp32 = {r.cpu: r.instructions for r in rows if r.program == "fp32" and r.instructions}
-    head = ("| program | core | max abs vs x86 | PSNR vs x86 | PSNR vs eager (x86) | within 1 step | "
+    """The markdown table; "vs fp32" divides by the fp32 program's count on the same core and shape."""
+    fp32 = {(r.cpu, r.shape): r.instructions for r in rows if r.program == "fp32" and r.instructions}
+    head = ("| program | shape | core | max abs vs x86 | PSNR vs x86 | PSNR vs eager (x86) | within 1 step | "
             "instructions / pass | vs fp32 |")
-    lines = [head, "|" + "---|" * 8]
+    lines = [head, "|" + "---|" * 9]
     for r in rows:
-        ratio = f"{r.instructions / fp32[r.cpu]:.2f}" if r.instructions and r.cpu in fp32 else "-"
+        if r.error:
+            lines.append(f"| {r.program} | {r.shape} | {r.cpu} | failed: {r.error} | | ({_db(r.x86_psnr_vs_eager)}) "
+                         f"| | | |")
+            continue
+        base = fp32.get((r.cpu, r.shape))
+        ratio = f"{r.instructions / base:.2f}" if r.instructions and base else "-"
         step = "-" if r.within_one_step is None else f"{100 * r.within_one_step:.1f} %"
         insns = "-" if r.instructions is None else f"{r.instructions / 1e6:.1f} M"
-        lines.append(f"| {r.program} | {r.cpu} | {r.max_abs_vs_x86:.2e} | {_db(r.psnr_vs_x86)} | "
+        lines.append(f"| {r.program} | {r.shape} | {r.cpu} | {r.max_abs_vs_x86:.2e} | {_db(r.psnr_vs_x86)} | "
                      f"{_db(r.psnr_vs_eager)} ({_db(r.x86_psnr_vs_eager)}) | {step} | {insns} | {ratio} |")
     return "\n".join(lines)
 

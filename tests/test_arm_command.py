@@ -53,3 +53,15 @@ def test_contradictory_or_unknown_flags_are_refused_first(argv, message, capsys,
     assert arm.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_table_divides_by_fp32_on_the_same_core_and_shape_and_keeps_failed_rows():
+    rows = [arm.ArmRow("fp32", "32x32", "a76", 1e-6, 130.0, 120.0, 120.0, None, 200_000_000),
+            arm.ArmRow("fp32", "16x16", "a76", 1e-6, 130.0, 120.0, 120.0, None, 50_000_000),
+            arm.ArmRow("int8", "32x32", "a76", 0.02, 45.0, 40.0, 40.0, 0.85, 100_000_000),
+            arm.ArmRow("int8", "32x32", "a72", 0.02, 45.0, 40.0, 40.0, 0.85, 150_000_000),
+            arm.ArmRow("fp32", "32x32", "sme2", None, None, None, 120.0, None, None, "the emulated run took over 9 s")]
+    lines = arm.table(rows).splitlines()
+    assert lines[4].startswith("| int8 | 32x32 | a76 |") and lines[4].endswith("| 100.0 M | 0.50 |")
+    assert lines[5].endswith("| 150.0 M | - |")  # no fp32 count on a72
+    assert "failed: the emulated run took over 9 s" in lines[6]
