@@ -3,9 +3,10 @@
 ``import lmfn_edge`` stays cheap: executorch, coremltools and torchao are imported only inside
 the functions that need them. The package is layered (docs/architecture.md, enforced by the
 import-linter contracts in pyproject.toml): leaves (``errors``, ``manifest``, ``io``,
-``metrics``, ``imresize``, over ``architecture``, ``metadata``, ``interrupts``) <- ``model`` <- ``runtime`` | ``deployment`` <- ``evaluation`` <-
-``cli`` <- the command lines (``export``, ``upscale``, ``evaluate``, ``bench``,
-``verify_coreml``, ``info``).
+``metrics``, ``imresize``, over ``architecture``, ``metadata``, ``interrupts``, over
+``registry``, the shipped models) <- ``model`` <- ``runtime`` | ``deployment`` <- ``evaluation``
+<- ``cli`` <- the command lines (``export``, ``upscale``, ``evaluate``, ``bench``,
+``verify_coreml``, ``info``, ``arm``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from . import interrupts
 # quantization.*) starts up is recorded and honoured by the command, not a traceback.
 interrupts.arm_if_command()
 
-from .model import LMFN, MODEL_SCALES, LMFNConfig, config_for, model_name
+from .model import LMFN, LMFNConfig, config_for, model_name
 from .model.weights import WeightsRecord, load_model
 
-__all__ = ["LMFN", "LMFNConfig", "MODEL_SCALES", "WeightsRecord", "create_model", "load_model", "model_name"]
+__all__ = ["LMFN", "LMFNConfig", "WeightsRecord", "create_model", "load_model", "model_name"]
 __version__ = "0.1.0"
 
 

@@ -1,5 +1,5 @@
-"""The LMFN architecture as data: :class:`LMFNConfig`, validated field by field, and the named
-variants ``lmfn_x2``, ``lmfn_x3``, ``lmfn_x4``.
+"""The LMFN architecture as data: :class:`LMFNConfig`, validated field by field, and the configs
+of the named variants ``lmfn_x2``, ``lmfn_x3``, ``lmfn_x4`` (their names: :mod:`lmfn_edge.registry`).
 
 A config is read from users' files in many places: the ``lmfn_config`` of a weights file or of
 int8 parameters, a sidecar, a ``.pt2`` program, a training checkpoint, ``--set
@@ -20,26 +20,20 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CELLS", "LIMITS", "LMFNConfig", "MODEL_SCALES", "SCALES", "config_for", "model_name"]
+from .checks import check_integer
+from .registry import SCALES, model_name, scale_of
+
+__all__ = ["CELLS", "LIMITS", "LMFNConfig", "SCALES", "config_for", "model_name"]
 
 CELLS = "LMI"
-SCALES = (2, 3, 4)
-MODEL_SCALES = {f"lmfn_x{s}": s for s in SCALES}
 # Inclusive ranges of the integer fields. The paper's model is channels 56, 8 blocks, K = 9,
 # num_in 4; at the upper bounds an LMFN has about 20M parameters (80 MB of float32).
 LIMITS = {"channels": (4, 256), "num_blocks": (1, 32), "kernel_size": (1, 31), "num_in": (1, 16)}
 MAX_EXTEND_SCOPE = 4.0  # DSConv's reach, hence its deploy form's unfold, grows with it
 
 
-def model_name(scale: int) -> str:
-    """``lmfn_x{scale}``."""
-    return f"lmfn_x{scale}"
-
-
 def _integer(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    return value
+    return check_integer(value, name)
 
 
 @dataclass(frozen=True)
@@ -115,10 +109,9 @@ def config_for(name: str, **overrides: Any) -> LMFNConfig:
 
     A ``pattern`` without ``num_blocks`` sets the number of blocks to its length.
     """
-    if name not in MODEL_SCALES:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(MODEL_SCALES)}")
-    if "scale" in overrides and overrides["scale"] != MODEL_SCALES[name]:
-        raise ValueError(f"{name} has scale {MODEL_SCALES[name]}, not {overrides['scale']}")
+    scale = scale_of(name)
+    if "scale" in overrides and overrides["scale"] != scale:
+        raise ValueError(f"{name} has scale {scale}, not {overrides['scale']}")
     if isinstance(overrides.get("pattern"), str) and "num_blocks" not in overrides:
         overrides = {**overrides, "num_blocks": len(overrides["pattern"])}  # the pattern names every block
-    return LMFNConfig(**{"scale": MODEL_SCALES[name], **overrides})
+    return LMFNConfig(**{"scale": scale, **overrides})

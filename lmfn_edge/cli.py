@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable
 
 from . import console, interrupts
+from .checks import check_integer
 from .errors import LmfnEdgeError
 
 __all__ = [
@@ -79,11 +80,10 @@ def int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], in
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {value}")
-        return value
+        try:
+            return check_integer(value, "it", minimum, maximum)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix("it ")) from None
 
     parse.__name__ = f"integer >= {minimum}" if maximum is None else f"integer in [{minimum}, {maximum}]"
     return parse

@@ -10,7 +10,7 @@ other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["LmfnEdgeError", "UsageError"]
+__all__ = ["LmfnEdgeError", "UsageError", "first_line"]
 
 
 class LmfnEdgeError(Exception):
@@ -23,3 +23,10 @@ class UsageError(LmfnEdgeError):
     """A request that cannot be done as asked: bad flags or unusable inputs (exit code 2)."""
 
     exit_code = 2
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """What a one-line error quotes of ``exc``: the first line of its message, at most ``limit``
+    characters, or its class name when the message is empty (``KeyError()``)."""
+    text = str(exc).strip()
+    return text.splitlines()[0].strip()[:limit] if text else type(exc).__name__

@@ -19,6 +19,8 @@ import math
 
 import numpy as np
 
+from .checks import check_integer
+
 __all__ = ["imresize", "imresize_uint8", "modcrop", "bicubic_downscale", "bicubic_upscale"]
 
 # ceil(in * scale) exactly as written, except that a product a rounding error above an integer
@@ -119,9 +121,7 @@ def bicubic_upscale(lr_uint8: np.ndarray, scale: int) -> np.ndarray:
 
 
 def _check_int_scale(scale: int) -> int:
-    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
-        raise ValueError(f"scale must be a positive integer, got {scale!r}")
-    return int(scale)
+    return check_integer(scale, "scale", 1)
 
 
 def _check_uint8(img: np.ndarray, name: str) -> None:

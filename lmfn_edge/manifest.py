@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from .architecture import SCALES, LMFNConfig
+from .checks import check_integer
+from .registry import model_name
 from .errors import UsageError
 from .metadata import MetadataError, read_json_file
 
@@ -88,11 +90,7 @@ def _fail(source: str, problem: str) -> ManifestError:
 
 
 def _int(value: Any, name: str, source: str, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(source, f"{name} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise _fail(source, f"{name} must be >= {minimum}, got {value}")
-    return value
+    return check_integer(value, name, minimum, error=lambda problem: _fail(source, problem))
 
 
 @dataclass(frozen=True)
@@ -265,8 +263,8 @@ class Manifest:
         scale = _int(self.scale, "scale", source)
         if scale not in SCALES:
             raise _fail(source, f"scale must be one of {', '.join(map(str, SCALES))}, got {scale}")
-        if self.model != f"lmfn_x{scale}":
-            raise _fail(source, f"model {self.model!r} does not match scale {scale} (expected 'lmfn_x{scale}')")
+        if self.model != model_name(scale):
+            raise _fail(source, f"model {self.model!r} does not match scale {scale} (expected {model_name(scale)!r})")
         try:
             config = LMFNConfig.from_dict(self.config)
         except ValueError as exc:

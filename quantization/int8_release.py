@@ -39,7 +39,6 @@ from lmfn_edge.deployment.int8 import (
     GOLDEN_SIDE,
     Int8ParamsError,
     dynamic_golden_problems,
-    default_int8_params_path,
     dynamic_program,
     golden_input,
     golden_problems,
@@ -53,7 +52,8 @@ from lmfn_edge.deployment.variants import DYNAMIC
 from lmfn_edge.errors import UsageError
 from lmfn_edge.io import atomic_write_text
 from lmfn_edge.manifest import ShapeSpec
-from lmfn_edge.model.weights import default_weights_path, load_model, sha256_file
+from lmfn_edge.model.weights import load_model, sha256_file
+from lmfn_edge.registry import REGISTRY_PATH, WEIGHTS_DIR, int8_params_name, model_name, models, shipped
 
 
 __all__ = ["ARM_PIN_CPUS", "MAX_BYTES", "arm_entry", "check", "dynamic_entry", "golden_entry", "pin", "release"]
@@ -71,7 +71,7 @@ def dynamic_entry(scale: int, side: int = GOLDEN_SIDE) -> dict:
     """The golden record of the shipped ``lmfn_x{scale}``'s ``int8-dynamic`` program at ``side``."""
     model, weights = load_model(scale)
     program, info = dynamic_program(model, ShapeSpec(side, side), weights.to_dict())
-    return golden_record(program, side, DYNAMIC_GOLDEN_STEP, weights_sha256=sha256_file(default_weights_path(f"lmfn_x{scale}")),
+    return golden_record(program, side, DYNAMIC_GOLDEN_STEP, weights_sha256=sha256_file(shipped(scale).weights_path),
                          fp32_groups=info.details["fp32_groups"])
 
 
@@ -104,7 +104,7 @@ def arm_entry(pte: Path) -> tuple[int, dict]:
     from lmfn_edge.runtime.arm import CPUS, environment, run_pte
 
     manifest = read_manifest(pte)
-    params = default_int8_params_path(manifest.scale)
+    params = shipped(manifest.scale).int8_path
     if manifest.precision != "int8" or manifest.weights.get("sha256") != sha256_file(params):
         raise UsageError(f"{pte} is not an int8 export of the embedded {params.name} (python -m lmfn_edge.export "
                          f"--precision int8 --scale {manifest.scale} --shape {GOLDEN_SIDE}x{GOLDEN_SIDE})")
@@ -127,22 +127,31 @@ def release(params: Path) -> Path:
     """Validate ``params``, copy it into the package and store its golden output; returns the copy."""
     _, info = read_int8_params(params)
     scale = info.lmfn_config.scale
-    shipped = default_weights_path(f"lmfn_x{scale}")
-    if info.weights.get("sha256") != sha256_file(shipped):
+    model = shipped(scale)
+    if info.weights.get("sha256") != model.weights_sha256:
         raise Int8ParamsError(f"{params} was tuned from {info.weights.get('source')} "
-                              f"(sha256 {str(info.weights.get('sha256'))[:12]}...), not from the embedded {shipped.name}: "
+                              f"(sha256 {str(info.weights.get('sha256'))[:12]}...), not from the embedded {model.weights_file}: "
                               f"run QAT on the shipped weights (python -m quantization.qat --config "
                               f"quantization/configs/qat_x{scale}.toml)")
     if params.stat().st_size > MAX_BYTES:
         raise Int8ParamsError(f"{params} is {params.stat().st_size} bytes; the package ships at most {MAX_BYTES}")
-    target = shipped.with_name(f"lmfn_x{scale}_int8.safetensors")
+    target = WEIGHTS_DIR / int8_params_name(scale)
     entry = golden_entry(params)  # builds the program: a file that does not fit fails here, before any write
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         staged = Path(tmp) / target.name
         shutil.copyfile(params, staged)
         staged.replace(target)
+    _register_int8(scale, target)
     _store(scale, entry)
     return target
+
+
+def _register_int8(scale: int, path: Path) -> None:
+    """Name ``path`` (and its SHA-256) as the shipped model's int8 parameters in the registry."""
+    table = json.loads(REGISTRY_PATH.read_text())
+    table["models"][model_name(scale)].update(int8_file=path.name, int8_sha256=sha256_file(path))
+    atomic_write_text(REGISTRY_PATH, json.dumps(table, indent=1) + "\n")
+    models.cache_clear()
 
 
 def pin(precision: str, scales: tuple[int, ...] = (2, 3, 4)) -> None:
@@ -159,7 +168,7 @@ def check() -> list[str]:
     drifted (:func:`lmfn_edge.deployment.int8.golden_problems`)."""
     problems = []
     for scale, entry in sorted(read_golden().items()):
-        params = default_weights_path(f"lmfn_x{scale}").with_name(f"lmfn_x{scale}_int8.safetensors")
+        params = shipped(scale).int8_path
         if sha256_file(params) != entry["params_sha256"]:
             problems.append(f"x{scale}: {params.name} changed since its golden was written")
             continue

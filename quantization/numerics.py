@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lmfn_edge import cli, create_model
+from lmfn_edge import cli, create_model, model_name
 from lmfn_edge.deployment import QuantizedInfo, export, export_quantized
 from lmfn_edge.evaluation import Method, evaluate
 from lmfn_edge.imresize import bicubic_downscale
@@ -55,7 +55,7 @@ TOLERANCE = {"eager": 0.01, "deploy": 0.01, "pte_fp32": 0.01, "pte_int8_ptq": 0.
 def numerics_model() -> LMFN:
     """The fixed tiny x2 model: seeded init, bent DSConv offsets, outputs around mid-grey."""
     torch.manual_seed(SEED)
-    model = create_model(f"lmfn_x{SCALE}", **MODEL).eval()
+    model = create_model(model_name(SCALE), **MODEL).eval()
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, DSConv):  # non-zero offsets, so the snake sampling is exercised

@@ -42,6 +42,7 @@ from lmfn_edge.deployment.pt2e import (
 from lmfn_edge.deployment.quantized import QuantizedInfo, save_quantized
 from lmfn_edge.manifest import DYNAMIC_MULTIPLE, MIN_DYNAMIC
 from lmfn_edge.model import model_name
+from lmfn_edge.registry import int8_params_name
 from lmfn_edge.model.weights import load_model
 from training.checkpoint import CheckpointError
 from training.config import ConfigError
@@ -83,7 +84,7 @@ class QATTrainer(Trainer):
         self.output = Path(output) if output else self.output_dir / f"{model_name(config.scale)}_qat_int8.pt2"
         if self.output.suffix != ".pt2":
             raise QuantizationError(f"--output {self.output} must end in .pt2")
-        self.params = self.output.with_name(f"{model_name(config.scale)}_int8.safetensors")
+        self.params = self.output.with_name(int8_params_name(config.scale))
         self.float_model, self.weights = load_model(config.scale, config.weights)
 
     def inputs(self) -> list[str | Path]:

@@ -156,9 +156,10 @@ def _converter(variant: str, model, scale: int):
 
         captured = capture(model)
         return lambda keep: dynamic_converted(model, keep, captured)
-    from lmfn_edge.deployment.int8 import default_int8_params_path, load_int8_params
+    from lmfn_edge.deployment.int8 import load_int8_params
+    from lmfn_edge.registry import shipped
 
-    prepared = load_int8_params(default_int8_params_path(scale))[0]
+    prepared = load_int8_params(shipped(scale).int8_path)[0]
     return lambda keep: convert_islands(prepared, keep)
 
 

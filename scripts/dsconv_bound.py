@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lmfn_edge.deployment.int8 import default_int8_params_path, int8_program
+from lmfn_edge.deployment.int8 import int8_program
+from lmfn_edge.registry import shipped
 from lmfn_edge.deployment.lowering import lower_to_executorch
 from lmfn_edge.deployment.pt2e import convert, export_converted, prepare
 from lmfn_edge.manifest import ShapeSpec
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             rows[SHIPPED] = (None, None)
         else:
             print("building and lowering the shipped int8 program ...", flush=True)
-            ep, _ = int8_program(default_int8_params_path(4), ShapeSpec(h, w))
+            ep, _ = int8_program(shipped(4).int8_path, ShapeSpec(h, w))
             rows[SHIPPED] = lower(ep, paths[SHIPPED])
         print("building and lowering the line-conv stand-in ...", flush=True)
         prepared = prepare(line_only(model), qat=False)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from lmfn_edge import create_model
+from lmfn_edge import create_model, model_name
 from lmfn_edge.model.dsconv import DSConv
 
 # Every cell type in one building module: IFM runs LKA and MSM in each IFF branch.
@@ -21,7 +21,7 @@ def tiny_model(scale: int = 2, seed: int = 0, **config) -> torch.nn.Module:
     """A seeded tiny LMFN whose DSConv offsets are away from zero (an untrained DSConv is a
     straight line, which would hide sampling errors), in eval mode."""
     torch.manual_seed(seed)
-    model = create_model(f"lmfn_x{scale}", **(config or TINY)).eval()
+    model = create_model(model_name(scale), **(config or TINY)).eval()
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, DSConv):

@@ -148,11 +148,11 @@ def test_shipped_x4_on_arm_matches_x86(env, shipped_x4, precision):
 def test_shipped_x4_int8_arm_golden(env, shipped_x4):
     # The shipped x4 int8 program's output on ARM, in output steps, as stored when it was pinned
     # (python -m quantization.int8_release --pin-arm): exactly, on every ARM int8 path.
-    from lmfn_edge.deployment.int8 import default_int8_params_path, golden_codes, read_golden
-    from lmfn_edge.model.weights import sha256_file
+    from lmfn_edge.deployment.int8 import golden_codes, read_golden
+    from lmfn_edge.registry import shipped
 
     entry = read_golden(precision="arm")[4]
-    assert entry["params_sha256"] == sha256_file(default_int8_params_path(4)), \
+    assert entry["params_sha256"] == shipped(4).int8_sha256, \
         "the embedded x4 int8 parameters changed: re-pin with python -m quantization.int8_release --pin-arm"
     x = golden_input(entry["side"]).numpy()
     for cpu in PARITY_CPUS:

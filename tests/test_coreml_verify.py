@@ -13,7 +13,7 @@ import torch.nn.functional as F
 ct = pytest.importorskip("coremltools")
 from coremltools.converters.mil import Builder as mb  # noqa: E402
 
-from lmfn_edge import create_model  # noqa: E402
+from lmfn_edge import create_model, model_name  # noqa: E402
 from lmfn_edge.deployment import export  # noqa: E402
 from lmfn_edge.deployment.coreml_eval import (  # noqa: E402
     InputShapeError,
@@ -42,7 +42,7 @@ def perturbed_model(scale, config, seed=0):
     and line kernels at a trained-like scale: at default init a wrong MSM pooling window moves
     the output by only ~1e-4, too close to the fp32 tolerance to prove anything."""
     torch.manual_seed(seed)
-    model = create_model(f"lmfn_x{scale}", **config).eval()
+    model = create_model(model_name(scale), **config).eval()
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, DSConv):

@@ -10,18 +10,19 @@ import torch
 from lmfn_edge import create_model
 from lmfn_edge.imresize import bicubic_downscale, bicubic_upscale
 from lmfn_edge.metrics import psnr, tensor_to_uint8
-from lmfn_edge.model.weights import default_weights_path, read_weights
+from lmfn_edge.model.weights import read_weights
+from lmfn_edge.registry import model_name, shipped
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_embedded_weights_load_with_paper_config(scale):
-    path = default_weights_path(f"lmfn_x{scale}")
+    path = shipped(scale).weights_path
     assert path.stat().st_size < 2 * 1024 * 1024
     _, config, meta = read_weights(path)
     assert (config.scale, config.channels, config.num_blocks, config.pattern, config.kernel_size) == (
         scale, 56, 8, "LMILMILM", 9)
     assert int(meta["training_steps"]) > 0 and json.loads(meta["train_config"])["data_roots"]
-    model = create_model(f"lmfn_x{scale}", pretrained=True)
+    model = create_model(model_name(scale), pretrained=True)
     assert not model.training
     from skimage.data import astronaut
 
@@ -29,6 +30,24 @@ def test_embedded_weights_load_with_paper_config(scale):
     with torch.no_grad():
         sr = model(lr)
     assert sr.shape == (1, 3, 40 * scale, 48 * scale) and torch.isfinite(sr).all()
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_the_registry_describes_the_files_it_names(scale):
+    # The table is written when a model ships (int8_release updates the int8 row); every row must
+    # still name the files the package holds, byte for byte, and the images they were trained on.
+    from lmfn_edge.model.weights import sha256_file
+    from lmfn_edge.registry import images_fingerprint, models
+
+    model = shipped(scale)
+    assert model.name == model_name(scale) and list(models()) == [model_name(s) for s in (2, 3, 4)]
+    assert sha256_file(model.weights_path) == model.weights_sha256
+    assert sha256_file(model.int8_path) == model.int8_sha256
+    _, config, meta = read_weights(model.weights_path)
+    train_images = json.loads(meta["train_images"])
+    assert config.scale == scale and meta["model_name"] == model.name
+    assert (len(train_images), images_fingerprint(train_images)) == (model.training_images,
+                                                                      model.training_images_sha256)
 
 
 def test_pretrained_refuses_overrides():
@@ -43,7 +62,7 @@ def test_embedded_weights_trained_on_the_training_split_only(scale):
     from training import corpus
     from training.skimage_photos import load_manifest
 
-    _, _, meta = read_weights(default_weights_path(f"lmfn_x{scale}"))
+    _, _, meta = read_weights(shipped(scale).weights_path)
     trained = {e["sha256"] for e in json.loads(meta["train_images"])}
     skimage, photos = load_manifest(), corpus.load_manifest()["photos"]
     # earlier_sha256: the same picture as written before the resize became CPU-independent.
@@ -64,7 +83,7 @@ def test_embedded_weights_beat_bicubic_on_a_held_out_photo(scale):
 
     hr = np.ascontiguousarray(chelsea()[60:252, 120:312])
     lr = bicubic_downscale(hr, scale)
-    model = create_model(f"lmfn_x{scale}", pretrained=True)
+    model = create_model(model_name(scale), pretrained=True)
     with torch.no_grad():
         sr = tensor_to_uint8(model(torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255))
     gain = psnr(sr, hr, crop_border=scale) - psnr(bicubic_upscale(lr, scale), hr, crop_border=scale)
@@ -76,16 +95,16 @@ def test_embedded_weights_beat_bicubic_on_a_held_out_photo(scale):
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_embedded_int8_parameters_come_from_the_embedded_float_weights(scale):
-    from lmfn_edge.deployment.int8 import default_int8_params_path, read_int8_params
+    from lmfn_edge.deployment.int8 import read_int8_params
     from lmfn_edge.model.weights import sha256_file
 
-    path = default_int8_params_path(scale)
+    path = shipped(scale).int8_path
     assert path.stat().st_size <= 2_300_000
     _, info = read_int8_params(path)
     assert info.method == "qat" and info.details["steps"] > 0
     assert info.lmfn_config.scale == scale
     # Regenerated whenever the float weights change (python -m quantization.int8_release refuses otherwise).
-    assert info.weights["sha256"] == sha256_file(default_weights_path(f"lmfn_x{scale}"))
+    assert info.weights["sha256"] == sha256_file(shipped(scale).weights_path)
 
 
 # About 50 s a scale (capture, prepare, convert, export): all three run with -m slow, which CI
@@ -100,7 +119,6 @@ def test_embedded_int8_parameters_rebuild_their_golden_program(scale):
     # *right* is checked elsewhere: against the float model on held-out photos
     # (docs/quantization.md) and the .pte against the q/dq program (test_quantization.py).
     from lmfn_edge.deployment.int8 import (
-        default_int8_params_path,
         golden_input,
         golden_problems,
         int8_program,
@@ -111,7 +129,7 @@ def test_embedded_int8_parameters_rebuild_their_golden_program(scale):
     from lmfn_edge.model.weights import sha256_file
 
     entry = read_golden()[scale]
-    params = default_int8_params_path(scale)
+    params = shipped(scale).int8_path
     assert entry["params_sha256"] == sha256_file(params), "regenerate with python -m quantization.int8_release"
     program, _ = int8_program(params, ShapeSpec(entry["side"], entry["side"]))
     codes, step = output_codes(program, golden_input(entry["side"]))

@@ -15,7 +15,7 @@ import torch
 from helpers import matlab_bicubic_down, matlab_bicubic_up, psnr_y
 from PIL import Image
 
-from lmfn_edge import create_model
+from lmfn_edge import create_model, model_name
 from lmfn_edge.evaluate import main
 from lmfn_edge.evaluation import Method, evaluate, load_dataset, parse_methods
 from lmfn_edge.io import save_image
@@ -69,7 +69,7 @@ def fake_artifact(path: Path, scale: int, target: str = "xnnpack") -> Path:
         path.mkdir()
     else:
         path.write_bytes(b"")
-    manifest = Manifest(model=f"lmfn_x{scale}", scale=scale, config={"scale": scale}, target=target,
+    manifest = Manifest(model=model_name(scale), scale=scale, config={"scale": scale}, target=target,
                         precision="fp16" if target == "coreml" else "fp32", artifact=path.name,
                         shape=ShapeSpec(32, 32), overlap=16, weights={"source": "test", "sha256": None})
     sidecar_path(path).write_text(manifest.to_json())

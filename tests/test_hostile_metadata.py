@@ -168,9 +168,9 @@ def test_invalid_config_values_in_a_sidecar(tmp_path, capsys, fixed_pte, photo, 
 
 
 def test_invalid_config_values_in_int8_parameters(tmp_path, capsys):
-    from lmfn_edge.deployment.int8 import default_int8_params_path
+    from lmfn_edge.registry import shipped as shipped_model
 
-    shipped = default_int8_params_path(2)
+    shipped = shipped_model(2).int8_path
     meta = safetensors_header(shipped)["__metadata__"]
     for change, message in (BAD_CONFIGS["channels=-8"], BAD_CONFIGS["scale=8"], ({"method": "magic"}, "method must")):
         bad = tmp_path / "bad_int8.safetensors"

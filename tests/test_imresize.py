@@ -147,8 +147,10 @@ def test_modcrop_keeps_top_left():
     np.testing.assert_array_equal(out, img[:12, :8])
     with pytest.raises(ValueError):
         modcrop(np.zeros((3, 8)), 4)
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match="scale must be an integer"):
         modcrop(img, 2.5)
+    with pytest.raises(ValueError, match="scale must be >= 1"):
+        modcrop(img, 0)
 
 
 def test_bicubic_downscale_modcrops_rounds_and_clips():
@@ -205,5 +207,5 @@ def test_integer_helpers_reject_non_uint8_and_bad_scale():
         bicubic_downscale(np.zeros((8, 8)), 2)
     with pytest.raises(ValueError, match="uint8"):
         bicubic_upscale(np.zeros((8, 8)), 2)
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match="scale must be >= 1"):
         bicubic_upscale(np.zeros((8, 8), np.uint8), 0)

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from lmfn_edge.architecture import LMFNConfig
-from lmfn_edge.errors import UsageError
+from lmfn_edge.checks import is_integer
+from lmfn_edge.errors import UsageError, first_line
 from lmfn_edge.io import atomic_write
 from lmfn_edge.model.weights import WeightsError, check_values, read_weights
 
@@ -73,8 +74,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError,
             KeyError, IndexError, UnicodeDecodeError, ModuleNotFoundError) as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint ({first})") from None
+        raise CheckpointError(f"{path} is not a readable checkpoint ({first_line(exc)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an lmfn-edge training checkpoint")
     _upgrade(ckpt)
@@ -130,7 +130,7 @@ def check_structure(ckpt: dict[str, Any], source: str) -> None:
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return is_integer(value)
 
 
 def _restorable(state: Any) -> bool:

@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from lmfn_edge.errors import LmfnEdgeError
+from lmfn_edge.errors import LmfnEdgeError, first_line
 from lmfn_edge.metadata import MetadataError, parse_json
 
 from . import dist
@@ -283,7 +283,7 @@ class Trainer:
                 ema.load_state_dict(ckpt["ema"])
                 optimizer.load_state_dict(ckpt["optimizer"])
             except (RuntimeError, ValueError, KeyError) as exc:
-                raise CheckpointError(f"the checkpoint does not fit this run ({str(exc).splitlines()[0]})") from None
+                raise CheckpointError(f"the checkpoint does not fit this run ({first_line(exc)})") from None
             step = int(ckpt["step"])
         rngs = ckpt["rng"] if ckpt is not None else []
         if len(rngs) == ctx.world_size:

@@ -20,6 +20,7 @@ import torch
 
 from lmfn_edge import cli
 from lmfn_edge.model import LMFN
+from lmfn_edge.registry import SCALES, model_name
 
 from .config import ConfigError, TrainConfig
 from .data import StepSampler, TrainPatches, find_pairs
@@ -104,7 +105,7 @@ def measure_data(config: TrainConfig, root: str, batches: int, cache_dir: Path) 
 
 def build_parser() -> argparse.ArgumentParser:
     p = cli.parser("training.throughput", "Training iterations/s on this device, and what the recipe's 2M cost.")
-    p.add_argument("--model", default="lmfn_x2", choices=("lmfn_x2", "lmfn_x3", "lmfn_x4"))
+    p.add_argument("--model", default=model_name(2), choices=tuple(model_name(s) for s in SCALES))
     p.add_argument("--batch-size", type=cli.int_at_least(1), default=64)
     p.add_argument("--patch-size", type=cli.int_at_least(1), default=48)
     p.add_argument("--iterations", type=cli.int_at_least(1), default=10, help="timed iterations")

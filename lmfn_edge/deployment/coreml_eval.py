@@ -33,7 +33,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import console, interrupts
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 
 __all__ = ["InputShapeError", "MILEvalError", "MILEvaluator", "UnsupportedOpError", "load_program"]
 
@@ -70,7 +70,7 @@ def load_program(model: Any) -> tuple[Any, Any]:
             with console.third_party():
                 model = ct.models.MLModel(str(path), skip_model_load=True)  # loading needs macOS
         except Exception as exc:  # coremltools raises bare Exceptions for unreadable packages
-            raise MILEvalError(f"{path} is not a readable Core ML package ({_first_line(exc)})") from None
+            raise MILEvalError(f"{path} is not a readable Core ML package ({first_line(exc)})") from None
     spec = model.get_spec()
     if spec.WhichOneof("Type") != "mlProgram":
         raise MILEvalError("only ML programs (convert_to='mlprogram') can be evaluated, not neural networks")
@@ -81,12 +81,7 @@ def load_program(model: Any) -> tuple[Any, Any]:
     try:
         return milproto_load(spec, spec.specificationVersion, model.weights_dir), spec
     except Exception as exc:  # a package whose weights file is missing or truncated
-        raise MILEvalError(f"{source}: cannot read the ML program ({_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
+        raise MILEvalError(f"{source}: cannot read the ML program ({first_line(exc)})") from None
 
 
 @dataclass(frozen=True)

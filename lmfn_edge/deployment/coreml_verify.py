@@ -38,7 +38,8 @@ from ..manifest import (
     read_manifest,
     sidecar_path,
 )
-from ..model.weights import default_weights_path, load_model, sha256_file
+from ..model.weights import load_model, sha256_file
+from ..registry import shipped
 from .coreml_eval import MILEvaluator
 
 FP32_MAX_ABS = 1e-4
@@ -255,7 +256,7 @@ def _recorded_weights(manifest: Manifest) -> str | None:
     """The weights file a sidecar names, if it is still there with the same SHA-256."""
     source, sha = manifest.weights.get("source", ""), manifest.weights.get("sha256")
     if source.startswith("embedded:"):
-        path = default_weights_path(f"lmfn_x{manifest.scale}")
+        path = shipped(manifest.scale).weights_path
     elif source and Path(source).is_file():
         path = Path(source)
     else:

@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from ..checks import check_integer
 from ..errors import LmfnEdgeError
 from ..io import atomic_write_text, check_output, staged
 from ..manifest import (
@@ -49,6 +50,7 @@ from ..manifest import (
     sidecar_path,
 )
 from ..model.weights import load_model, sha256_file
+from ..registry import model_name, shipped
 from .lowering import Delegation, ExportError, convert_coreml, lower_to_executorch
 from .variants import ANDROID_DEFAULT, DYNAMIC, VARIANTS
 
@@ -100,8 +102,7 @@ def check_target(target: str, precision: str | None) -> str:
 
 
 def check_overlap(overlap: int, shape: ShapeSpec) -> int:
-    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
-        raise ExportError(f"--overlap must be an integer >= 0, got {overlap!r}")
+    check_integer(overlap, "--overlap", 0, error=ExportError)
     if overlap >= shape.largest_tile:
         raise ExportError(f"--overlap {overlap} must be smaller than the tile ({shape}); pass a smaller --overlap "
                           "or a larger --shape")
@@ -264,7 +265,7 @@ def _write(build: Builder, config, target: str, precision: str, output: Path, sh
         if reference is not None:
             verification = _verify(staging, reference, say)
         manifest = Manifest(
-            model=f"lmfn_x{config.scale}",
+            model=model_name(config.scale),
             scale=config.scale,
             config=config.to_dict(),
             target=target,
@@ -372,7 +373,7 @@ class ExportRequest:
         """``--output``, or ``artifacts/{model}_{target}_{precision}{suffix}``; refused if it is a
         folder, one of the inputs, or not writable."""
         output = Path(self.output) if self.output else Path("artifacts") / artifact_name(
-            f"lmfn_x{scale}", self.target, precision)
+            model_name(scale), self.target, precision)
         check_output(output, inputs=(self.weights, self.quantized), flag="--output")
         check_output(sidecar_path(output), inputs=(self.weights, self.quantized), flag="the sidecar")
         return output
@@ -396,7 +397,7 @@ class ExportRequest:
                 from .coreml_verify import default_photos
 
                 default_photos()  # fails now, not after the conversion, without scikit-image
-            say(f"exporting lmfn_x{model.config.scale} ({weights.source}) to {self.target} {precision} ...")
+            say(f"exporting {model_name(model.config.scale)} ({weights.source}) to {self.target} {precision} ...")
             result = export(model, self.target, output, shape, precision, overlap, weights, self.verify, say)
         if self.android is not None:
             from .android import install_android
@@ -429,7 +430,7 @@ class ExportRequest:
                 raise QuantizedProgramError(f"{self.quantized} was exported at a {info.tile}x{info.tile} tile; "
                                             f"--shape {self.shape} cannot change it (drop --shape)")
             return program, info, {"source": str(self.quantized), "sha256": sha256_file(self.quantized)}
-        from .int8 import default_int8_params_path, int8_program, read_int8_params
+        from .int8 import int8_program, read_int8_params
 
         if self.quantized is not None:
             path, source = Path(self.quantized), str(self.quantized)
@@ -438,7 +439,7 @@ class ExportRequest:
             _, info = read_int8_params(path)  # the metadata: fails before the program is built
             self._check_scale(info.lmfn_config.scale, f"{path} holds x{{}} int8 parameters")
         else:
-            path = default_int8_params_path(self.scale or 4)
+            path = shipped(self.scale or 4).int8_path
             source = f"embedded:{path.name}"
         say(f"building the {precision} program at {shape} from {source} ...")
         program, info = int8_program(path, shape, precision)

@@ -24,8 +24,10 @@ from typing import Any
 
 from ..errors import UsageError
 from ..manifest import ShapeSpec, package_versions
+from ..registry import shipped
+from .quantized import check_record, record_config
 
-__all__ = ["DYNAMIC_GOLDEN_STEP", "FORMAT", "Int8Info", "Int8ParamsError", "default_int8_params_path",
+__all__ = ["DYNAMIC_GOLDEN_STEP", "FORMAT", "Int8Info", "Int8ParamsError",
            "dynamic_golden_problems", "dynamic_program", "golden_record", "int8_program", "load_int8_params",
            "save_int8_params", "variant_program"]
 
@@ -70,34 +72,16 @@ class Int8Info:
     packages: dict = field(default_factory=package_versions)
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise Int8ParamsError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        for name in ("config", "weights", "details", "packages"):
-            if not isinstance(getattr(self, name), dict):
-                raise Int8ParamsError(f"{name} must be an object, got {getattr(self, name)!r}")
-        self.lmfn_config  # noqa: B018  (validates the architecture)
+        check_record(self, METHODS, Int8ParamsError)
 
     @property
     def lmfn_config(self):
-        from ..model import LMFNConfig
-
-        try:
-            return LMFNConfig.from_dict(self.config)
-        except (ValueError, TypeError) as exc:
-            raise Int8ParamsError(f"invalid LMFN config {self.config!r}: {exc}") from None
+        return record_config(self, Int8ParamsError)
 
     def metadata(self) -> dict[str, str]:
         return {"format": FORMAT, "version": str(VERSION), "lmfn_config": json.dumps(self.config),
                 "method": self.method, "weights": json.dumps(self.weights), "details": json.dumps(self.details),
                 "packages": json.dumps(self.packages)}
-
-
-def default_int8_params_path(scale: int) -> Path:
-    """The int8 parameters the package embeds for ``lmfn_x{scale}``."""
-    path = Path(str(resources.files("lmfn_edge") / "weights" / f"lmfn_x{scale}_int8.safetensors"))
-    if not path.is_file():
-        raise Int8ParamsError(f"no embedded int8 parameters for lmfn_x{scale} (expected {path})")
-    return path
 
 
 def save_int8_params(prepared, path: str | Path, info: Int8Info) -> None:
@@ -217,7 +201,7 @@ def variant_program(precision: str, scale: int, shape: ShapeSpec):
 
         model, weights = load_model(scale)
         return dynamic_program(model, shape, weights.to_dict())
-    return int8_program(default_int8_params_path(scale), shape, precision)
+    return int8_program(shipped(scale).int8_path, shape, precision)
 
 
 # --- golden outputs of the embedded parameters ------------------------------------------------
@@ -384,10 +368,10 @@ def dynamic_golden_problems(scale: int, entry: dict) -> list[str]:
     the program without its fp32 groups is 5.9 units away (docs/quantization.md "Goldens of the
     shipped variants").
     """
-    from ..model.weights import default_weights_path, load_model, sha256_file
+    from ..model.weights import load_model, sha256_file
     from .variants import DYNAMIC
 
-    weights = default_weights_path(f"lmfn_x{scale}")
+    weights = shipped(scale).weights_path
     if sha256_file(weights) != entry.get("weights_sha256"):
         return [f"{weights.name} changed since its golden was written (pin again: python -m quantization.int8_release "
                 f"--pin {DYNAMIC})"]

@@ -51,7 +51,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 from ..manifest import DYNAMIC_MULTIPLE, MAX_SIDE, MIN_DYNAMIC, package_versions
 from ..metadata import MAX_METADATA_BYTES, MetadataError, parse_json
 from .torch_zip import LayoutError, NotAZipError, canonical_archive, read_members
@@ -71,6 +71,27 @@ FORMAT = "lmfn-edge-quantized"
 INFO_FILE = "lmfn_config.json"  # extra file inside the .pt2 archive
 MAX_BYTES = 256 * 2**20  # a default x4 int8 program is 11 MB, a 32-block one about 45; larger is not one
 METHODS = ("qat", "ptq")
+
+
+def check_record(record, methods: tuple[str, ...], error: type[Exception]) -> None:
+    """What an int8 program's or int8 parameters' record shares: a known ``method``, objects for
+    ``config``, ``weights``, ``details`` and ``packages``, and a config that builds an LMFN."""
+    if record.method not in methods:
+        raise error(f"method must be one of {', '.join(methods)}, got {record.method!r}")
+    for name in ("config", "weights", "details", "packages"):
+        if not isinstance(getattr(record, name), dict):
+            raise error(f"{name} must be an object, got {getattr(record, name)!r}")
+    record_config(record, error)
+
+
+def record_config(record, error: type[Exception]):
+    """``record.config`` as an ``LMFNConfig``; ``error`` names what is wrong with it."""
+    from ..model import LMFNConfig
+
+    try:
+        return LMFNConfig.from_dict(record.config)
+    except (ValueError, TypeError) as exc:
+        raise error(f"invalid LMFN config {record.config!r}: {exc}") from None
 
 _OP_TARGET = re.compile(r"torch\.ops\.(aten|quantized_decomposed)\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+")
 _FIXED_MEMBERS = {"archive_format", "archive_version", "byteorder", ".data/version", ".data/serialization_id"}
@@ -125,22 +146,12 @@ class QuantizedInfo:
     packages: dict = field(default_factory=package_versions)
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise QuantizedProgramError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         check_tile(self.tile)
-        for name in ("config", "weights", "details", "packages"):
-            if not isinstance(getattr(self, name), dict):
-                raise QuantizedProgramError(f"{name} must be an object, got {getattr(self, name)!r}")
-        self.lmfn_config  # noqa: B018  (validates the architecture)
+        check_record(self, METHODS, QuantizedProgramError)
 
     @property
     def lmfn_config(self):
-        from ..model import LMFNConfig
-
-        try:
-            return LMFNConfig.from_dict(self.config)
-        except (ValueError, TypeError) as exc:
-            raise QuantizedProgramError(f"invalid LMFN config {self.config!r}: {exc}") from None
+        return record_config(self, QuantizedProgramError)
 
     @property
     def scale(self) -> int:
@@ -203,8 +214,7 @@ def load_quantized(path: str | Path):
     try:
         program = torch.export.load(io.BytesIO(canonical_archive(members)))
     except Exception as exc:  # torch raises many types for an archive it cannot read
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise QuantizedProgramError(f"cannot load quantized program {path}: {first}") from None
+        raise QuantizedProgramError(f"cannot load quantized program {path}: {first_line(exc)}") from None
     example = program.example_inputs[0] if program.example_inputs else ()
     if len(example) != 1 or tuple(example[0].shape) != (1, 3, info.tile, info.tile):
         raise QuantizedProgramError(
@@ -341,5 +351,4 @@ def _check_sample_inputs(payload: bytes, refuse) -> None:
         torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
     except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, AttributeError, TypeError,
             ModuleNotFoundError, KeyError, IndexError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise refuse(f"its sample inputs are not plain tensors ({first[:160]})") from None
+        raise refuse(f"its sample inputs are not plain tensors ({first_line(exc, 160)})") from None

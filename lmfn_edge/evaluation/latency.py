@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from .. import console
-from ..errors import LmfnEdgeError, UsageError
+from ..checks import check_integer
+from ..errors import LmfnEdgeError, UsageError, first_line
 from ..hardware import cpu_info, describe_cpu
 
 __all__ = ["BenchConfig", "BenchError", "JOBS", "RUNNERS", "peak_rss_mb", "run_bench", "to_markdown", "worker"]
@@ -59,9 +60,7 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         for name, minimum in (("threads", 1), ("rounds", 1), ("repeats", 1), ("warmup", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise UsageError(f"--{name} must be an integer >= {minimum}, got {value!r}")
+            check_integer(getattr(self, name), f"--{name}", minimum, error=UsageError)
         unknown = sorted(set(self.jobs) - set(JOBS)) + sorted(set(self.int8_pte) - set(JOBS))
         if unknown or not self.jobs:
             raise UsageError(f"unknown job {', '.join(unknown) or '(none given)'}; jobs are {', '.join(JOBS)}")
@@ -196,7 +195,7 @@ def _prepare(config: BenchConfig, model: torch.nn.Module, workdir: Path, say: Ca
                                   input_names=["lr"], output_names=["sr"])
             artifacts[(job, "onnxruntime")] = str(onnx_path)
         except Exception as exc:  # noqa: BLE001  (report instead of failing the other runtimes)
-            say(f"ONNX export failed for {job}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}")
+            say(f"ONNX export failed for {job}: {first_line(exc)}")
             artifacts[(job, "onnxruntime")] = None
     return artifacts
 

@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
+from ..checks import check_integer
 from ..errors import UsageError
 from ..imresize import bicubic_downscale, bicubic_upscale
 from ..io import IMAGE_EXTENSIONS, list_images, load_image, pair_lr_images, save_image
@@ -234,9 +235,9 @@ def _runner(method: Method, scale: int, model) -> tuple[str, Callable[[np.ndarra
 def _check_artifact(method: Method, scale: int) -> None:
     """Fail before any work on a missing artifact or one of another scale."""
     if method.kind == "qdq":
-        from ..deployment.int8 import default_int8_params_path
+        from ..registry import shipped
 
-        default_int8_params_path(scale)  # the shipped model of this scale has int8 parameters
+        shipped(scale).int8_path  # the shipped model of this scale has int8 parameters
         return
     if method.kind in FLOAT_KINDS:
         from ..model.weights import read_weights
@@ -278,8 +279,7 @@ def evaluate(
     if scale not in (2, 3, 4):
         raise EvalError(f"scale must be 2, 3 or 4, got {scale}")
     crop = scale if crop is None else crop
-    if isinstance(crop, bool) or not isinstance(crop, int) or crop < 0:
-        raise EvalError(f"--crop must be an integer >= 0, got {crop!r}")
+    check_integer(crop, "--crop", 0, error=EvalError)
     if not methods:
         raise EvalError("no methods given")
     if any(m.kind in FLOAT_KINDS and m.path is None for m in methods) and model is None:

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+from ..registry import SCALES
+
 __all__ = ["PATTERNS", "complexity_table", "count_macs", "count_parameters", "hd_input"]
 
 
@@ -46,14 +48,14 @@ PATTERNS = {
 
 def complexity_table(kernel_sizes: tuple[int, ...] = (9,)) -> str:
     """Markdown table: parameters and GMACs at a 1280x720 output per pattern, DSConv K and scale."""
-    from .lmfn import LMFN, config_for
+    from .lmfn import LMFN, config_for, model_name
 
     rows = ["| model | pattern | DSConv K | params | GMACs @1280x720 |", "|---|---|---|---:|---:|"]
     for pattern, label in PATTERNS.items():
         for k in kernel_sizes if set(pattern) - {"L"} else (9,):
-            for scale in (2, 3, 4):
-                model = LMFN(config_for(f"lmfn_x{scale}", pattern=pattern, kernel_size=k)).eval()
+            for scale in SCALES:
+                model = LMFN(config_for(model_name(scale), pattern=pattern, kernel_size=k)).eval()
                 gmacs = count_macs(model, *hd_input(scale)) / 1e9
                 ks = str(k) if set(pattern) - {"L"} else "-"
-                rows.append(f"| lmfn_x{scale} | {pattern} ({label}) | {ks} | {count_parameters(model):,} | {gmacs:.1f} |")
+                rows.append(f"| {model_name(scale)} | {pattern} ({label}) | {ks} | {count_parameters(model):,} | {gmacs:.1f} |")
     return "\n".join(rows)

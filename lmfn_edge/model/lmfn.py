@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..architecture import CELLS, MODEL_SCALES, LMFNConfig, config_for, model_name
+from ..architecture import CELLS, LMFNConfig, config_for, model_name
 from .dsconv import DSConv
 
-__all__ = ["CELLS", "LMFN", "LMFNConfig", "MODEL_SCALES", "config_for", "model_name"]
+__all__ = ["CELLS", "LMFN", "LMFNConfig", "config_for", "model_name"]
 
 # --- layers ---------------------------------------------------------------------------------
 

@@ -13,15 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 from ..metadata import MetadataError, parse_json
+from ..registry import shipped
 from .lmfn import LMFN, LMFNConfig, config_for, model_name
 
 FORMAT = "lmfn-edge-weights"
@@ -59,8 +59,7 @@ def read_safetensors(path: Path, error: type[Exception], what: str) -> tuple[dic
         meta = safetensors_metadata(data, str(path))
         state = load(data)
     except (SafetensorError, ValueError, OSError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise error(f"{path} is not a valid safetensors {what} ({first})") from None
+        raise error(f"{path} is not a valid safetensors {what} ({first_line(exc)})") from None
     return state, meta
 
 
@@ -167,14 +166,6 @@ def check_values(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], s
         raise WeightsError(f"{source} holds non-finite values (NaN or infinity) in {broken[:3]}: corrupt weights")
 
 
-def default_weights_path(name: str) -> Path:
-    """Path of the weights the package embeds for ``name`` (e.g. ``lmfn_x4``)."""
-    path = Path(str(resources.files("lmfn_edge") / "weights" / f"{name}.safetensors"))
-    if not path.is_file():
-        raise WeightsError(f"no embedded weights for {name} (expected {path})")
-    return path
-
-
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -232,5 +223,5 @@ def load_model(
     if weights:
         path = Path(weights)
         return load_weights(path, scale=scale), WeightsRecord(str(path), sha256_file(path))
-    path = default_weights_path(model_name(scale or 4))
+    path = shipped(scale or 4).weights_path
     return load_weights(path, scale=scale), WeightsRecord(f"embedded:{path.name}", sha256_file(path))

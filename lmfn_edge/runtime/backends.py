@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .. import console, interrupts
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 from ..manifest import DYNAMIC_MULTIPLE, Manifest, ManifestError, read_manifest
 
 __all__ = ["Backend", "BackendError", "check_pte", "coreml_backend", "eager_backend", "load_backend", "pte_backend"]
@@ -113,8 +113,7 @@ def pte_backend(path: str | Path) -> Backend:
         with console.third_party():  # the runtime logs its CPU probing
             method = Runtime.get().load_program(str(path)).load_method("forward")
     except Exception as exc:  # the runtime raises RuntimeError/ValueError with error codes
-        raise BackendError(f"cannot load {path}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}") \
-            from None
+        raise BackendError(f"cannot load {path}: {first_line(exc)}") from None
     meta = method.metadata
     expected = [1, 3, *manifest.shape.example] if not manifest.shape.dynamic else [1, 3, manifest.shape.max_size,
                                                                                    manifest.shape.max_size]
@@ -150,8 +149,7 @@ def coreml_backend(path: str | Path) -> Backend:
         with console.third_party():
             mlmodel = ct.models.MLModel(str(path))
     except Exception as exc:  # coremltools raises bare Exceptions for unreadable packages
-        raise BackendError(f"cannot load {path}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}") \
-            from None
+        raise BackendError(f"cannot load {path}: {first_line(exc)}") from None
 
     def run(x: np.ndarray) -> np.ndarray:
         return np.asarray(mlmodel.predict({"lr": x})["sr"], dtype=np.float32)

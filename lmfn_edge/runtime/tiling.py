@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import check_integer
 from ..metrics import float_to_uint8
 
 __all__ = [
@@ -86,11 +87,7 @@ class Tile:
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+    return check_integer(value, name, minimum)
 
 
 def _axis_starts(size: int, tile: int, stride: int) -> list[int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import check_integer
 from ..manifest import DEFAULT_OVERLAP, DEFAULT_TILE
 from .backends import Backend, BackendError
 from .tiling import upscale_tiled
@@ -31,8 +32,8 @@ class Upscaler:
     def __init__(self, backend: Backend, tile: int | None = None, overlap: int | None = None) -> None:
         self.backend = backend
         for name, value in (("tile", tile), ("overlap", overlap)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise BackendError(f"--{name} must be an integer >= 0, got {value!r}")
+            if value is not None:
+                check_integer(value, f"--{name}", 0, error=BackendError)
         if overlap is None:
             overlap = backend.overlap if backend.overlap is not None else DEFAULT_OVERLAP
         if tile == 0:
