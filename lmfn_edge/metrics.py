@@ -24,7 +24,8 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["float_to_uint8", "psnr", "psnr_float", "rgb_to_y", "ssim", "tensor_to_uint8"]
+__all__ = ["chw_float_to_hwc_uint8", "float_to_uint8", "hwc_uint8_to_chw_float", "psnr", "psnr_float", "rgb_to_y", "ssim",
+           "tensor_to_uint8"]
 
 # MATLAB rgb2ycbcr luma row for R, G, B in [0, 1]; the offset 16 puts Y on the 0..255 scale.
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966], dtype=np.float64)
@@ -135,6 +136,22 @@ def float_to_uint8(x: np.ndarray, overwrite: bool = False) -> np.ndarray:
     return np.floor(x, out=x).astype(np.uint8)
 
 
+def hwc_uint8_to_chw_float(img: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 RGB to a 3xHxW float32 array in [0, 1]."""
+    img = np.asarray(img)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected an HxWx3 uint8 image, got {img.dtype} {img.shape}")
+    return np.ascontiguousarray(img.transpose(2, 0, 1)).astype(np.float32) / _255
+
+
+def chw_float_to_hwc_uint8(arr: np.ndarray) -> np.ndarray:
+    """3xHxW float in [0, 1] to HxWx3 uint8, with the shared clamp-and-round rule."""
+    arr = np.asarray(arr)
+    if arr.ndim != 3 or arr.shape[0] != 3:
+        raise ValueError(f"expected a 3xHxW array, got shape {arr.shape}")
+    return np.ascontiguousarray(float_to_uint8(arr).transpose(1, 2, 0))
+
+
 def tensor_to_uint8(t: torch.Tensor) -> np.ndarray:
     """Quantises a model output to the uint8 image that gets saved and scored.
 
@@ -154,9 +171,7 @@ def tensor_to_uint8(t: torch.Tensor) -> np.ndarray:
         t = t[0]
     if t.dim() != 3 or t.shape[0] != 3:
         raise ValueError(f"tensor_to_uint8 expects a 1x3xHxW or 3xHxW tensor, got {tuple(t.shape)}")
-    # float() before numpy(): bfloat16 has no numpy dtype.
-    chw = float_to_uint8(t.detach().cpu().float().numpy())
-    return np.ascontiguousarray(chw.transpose(1, 2, 0))
+    return chw_float_to_hwc_uint8(t.detach().cpu().float().numpy())  # float(): bfloat16 has no numpy dtype
 
 
 def _prepare(

@@ -27,6 +27,7 @@ from lmfn_edge.deployment.pt2e import (
 from lmfn_edge.deployment.quantized import QuantizedInfo, check_tile, save_quantized
 from lmfn_edge.io import ImageError, check_output, load_image
 from lmfn_edge.manifest import DEFAULT_TILE, DYNAMIC_MULTIPLE, MAX_SIDE
+from lmfn_edge.metrics import hwc_uint8_to_chw_float
 from lmfn_edge.model import LMFN
 from lmfn_edge.model.weights import load_model
 from training.data import DataError, find_pairs
@@ -45,8 +46,7 @@ def calibration_crops(lr_images: list[np.ndarray], size: int = DEFAULT_SIZE) -> 
         if min(h, w) < 16:
             continue
         y, x = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
-        crop = np.ascontiguousarray(img[y : y + h, x : x + w].transpose(2, 0, 1))
-        crops.append(torch.from_numpy(crop)[None].float().div(255.0))
+        crops.append(torch.from_numpy(hwc_uint8_to_chw_float(img[y : y + h, x : x + w]))[None])
     if not crops:
         raise QuantizationError("no calibration image is at least 16x16 LR pixels")
     return crops

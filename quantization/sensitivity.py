@@ -34,7 +34,7 @@ from lmfn_edge import cli
 from lmfn_edge.deployment.variants import DYNAMIC, MIXED, VARIANTS_PATH, convert_islands, dynamic_converted, groups
 from lmfn_edge.imresize import bicubic_downscale
 from lmfn_edge.io import atomic_write_text, check_output, load_image
-from lmfn_edge.metrics import psnr, tensor_to_uint8
+from lmfn_edge.metrics import hwc_uint8_to_chw_float, psnr, tensor_to_uint8
 from lmfn_edge.model.weights import load_model
 
 __all__ = ["main", "scan", "scan_crops"]
@@ -64,7 +64,7 @@ def scan_crops(val_root: Path, train_root: Path, scale: int, side: int = DEFAULT
         y, x = (hr.shape[0] - h) // 2, (hr.shape[1] - h) // 2
         hr = np.ascontiguousarray(hr[y:y + h, x:x + h])
         lr = bicubic_downscale(hr, scale)
-        return torch.from_numpy(lr).permute(2, 0, 1)[None].float().div(255.0), hr
+        return torch.from_numpy(hwc_uint8_to_chw_float(lr))[None], hr
 
     energies, seen = [], set()
     for path in sorted(train_root.glob("*.png")):

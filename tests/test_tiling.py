@@ -7,14 +7,13 @@ import pytest
 import torch
 
 from lmfn_edge.runtime.golden import PLAN_CASES as GOLDEN_PLAN_CASES
+from lmfn_edge.metrics import chw_float_to_hwc_uint8, hwc_uint8_to_chw_float
 from lmfn_edge.runtime.tiling import (
     Tile,
     argb_to_chw_float,
     blend_weights,
     chw_float_to_argb,
-    chw_float_to_hwc_uint8,
     float_to_uint8,
-    hwc_uint8_to_chw_float,
     plan_tiles,
     upscale_tiled,
 )

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from lmfn_edge.runtime import golden as tiling_golden
-from lmfn_edge.runtime.tiling import chw_float_to_hwc_uint8, hwc_uint8_to_chw_float
+from lmfn_edge.metrics import chw_float_to_hwc_uint8, hwc_uint8_to_chw_float
 
 COMMITTED = (Path(__file__).resolve().parents[1]
              / "android_demo/imagecore/src/test/resources/golden")

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from lmfn_edge.errors import UsageError
 from lmfn_edge.imresize import bicubic_downscale
+from lmfn_edge.metrics import hwc_uint8_to_chw_float
 from lmfn_edge.io import (
     IMAGE_EXTENSIONS,
     ImageError,
@@ -217,7 +218,7 @@ def dihedral(img: np.ndarray, k: int) -> np.ndarray:
 
 
 def _to_tensor(img: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
+    return torch.from_numpy(hwc_uint8_to_chw_float(img))
 
 
 class TrainPatches(Dataset):

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmfn_edge.imresize import bicubic_upscale
-from lmfn_edge.metrics import psnr, tensor_to_uint8
+from lmfn_edge.metrics import hwc_uint8_to_chw_float, psnr, tensor_to_uint8
 
 from .config import TrainConfig
 from .data import ValImage
@@ -54,7 +54,7 @@ def train_step(
 
 
 def _to_batch(img: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.tensor(img).permute(2, 0, 1)[None].float().div(255.0).to(device)  # copy: arrays are read-only
+    return torch.from_numpy(hwc_uint8_to_chw_float(img))[None].to(device)
 
 
 @torch.no_grad()

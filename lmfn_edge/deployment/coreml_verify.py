@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
-from ..metrics import psnr_float
+from ..metrics import hwc_uint8_to_chw_float, psnr_float
 from ..manifest import (
     DYNAMIC_MULTIPLE,
     MIN_DYNAMIC,
@@ -190,7 +190,7 @@ def verify(
             raise VerificationError(f"{name} is {img.shape[0]}x{img.shape[1]}, smaller than the program's {h}x{w} input")
         top, left = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
         crop = img[top : top + h, left : left + w]
-        x = np.ascontiguousarray(crop.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
+        x = hwc_uint8_to_chw_float(crop)[None]
         with torch.no_grad():
             ref = reference(torch.from_numpy(x)).numpy()
         out = evaluator.predict({input_name: x})[output_name].astype(np.float32)

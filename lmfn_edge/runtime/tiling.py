@@ -50,16 +50,14 @@ from typing import Any
 import numpy as np
 
 from ..checks import check_integer
-from ..metrics import float_to_uint8
+from ..metrics import chw_float_to_hwc_uint8, float_to_uint8, hwc_uint8_to_chw_float
 
 __all__ = [
     "Tile",
     "argb_to_chw_float",
     "blend_weights",
     "chw_float_to_argb",
-    "chw_float_to_hwc_uint8",
     "float_to_uint8",
-    "hwc_uint8_to_chw_float",
     "plan_tiles",
     "upscale_tiled",
 ]
@@ -151,22 +149,6 @@ def blend_weights(tile_len_out: int, overlap_out: int, at_start: bool, at_end: b
         ramp = np.arange(n, 0, -1, dtype=np.float32) / denom
         weights[tile_len_out - n :] = np.minimum(weights[tile_len_out - n :], ramp)
     return weights
-
-
-def hwc_uint8_to_chw_float(img: np.ndarray) -> np.ndarray:
-    """HxWx3 uint8 RGB to a 3xHxW float32 array in [0, 1]."""
-    img = np.asarray(img)
-    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"expected an HxWx3 uint8 image, got {img.dtype} {img.shape}")
-    return np.ascontiguousarray(img.transpose(2, 0, 1)).astype(np.float32) / _255
-
-
-def chw_float_to_hwc_uint8(arr: np.ndarray) -> np.ndarray:
-    """3xHxW float in [0, 1] to HxWx3 uint8, with the shared clamp-and-round rule."""
-    arr = np.asarray(arr)
-    if arr.ndim != 3 or arr.shape[0] != 3:
-        raise ValueError(f"expected a 3xHxW array, got shape {arr.shape}")
-    return np.ascontiguousarray(float_to_uint8(arr).transpose(1, 2, 0))
 
 
 def argb_to_chw_float(argb: np.ndarray) -> np.ndarray:
