@@ -18,14 +18,30 @@ TILE, OVERLAP = 24, 8
 
 
 def tiny_model(scale: int = 2, seed: int = 0, **config) -> torch.nn.Module:
-    """A seeded tiny LMFN whose DSConv offsets are away from zero (an untrained DSConv is a
-    straight line, which would hide sampling errors), in eval mode."""
+    """:func:`bent_model` of ``config``, by default :data:`TINY`."""
+    return bent_model(scale, seed, **(config or TINY))
+
+
+def bent_model(scale: int, seed: int = 0, offset_bias_std: float = 0.0, line_std: float | None = None,
+               jitter: float = 0.0, **config) -> torch.nn.Module:
+    """A seeded LMFN (``config`` over the paper's) whose DSConv offsets are away from zero (an
+    untrained DSConv is a straight line, which would hide sampling errors), in eval mode.
+
+    ``offset_bias_std`` bends the offsets' biases too, ``line_std`` redraws the DSConv line
+    kernels at a trained-like scale (at default init a wrong MSM pooling window moves the output
+    by only ~1e-4), ``jitter`` adds that much noise to every parameter."""
     torch.manual_seed(seed)
-    model = create_model(model_name(scale), **(config or TINY)).eval()
+    model = create_model(model_name(scale), **config).eval()
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, DSConv):
                 torch.nn.init.normal_(m.offset_conv.weight, std=0.3)
+                if offset_bias_std:
+                    torch.nn.init.normal_(m.offset_conv.bias, std=offset_bias_std)
+                if line_std is not None:
+                    torch.nn.init.normal_(m.line_conv.weight, std=line_std)
+        for p in model.parameters() if jitter else ():
+            p.add_(jitter * torch.randn_like(p))
     return model
 
 

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 ct = pytest.importorskip("coremltools")
 from coremltools.converters.mil import Builder as mb  # noqa: E402
 
-from lmfn_edge import create_model, model_name  # noqa: E402
+from helpers import bent_model  # noqa: E402
+from lmfn_edge import create_model  # noqa: E402
 from lmfn_edge.deployment import export  # noqa: E402
 from lmfn_edge.deployment.coreml_eval import (  # noqa: E402
     InputShapeError,
@@ -25,7 +26,6 @@ from lmfn_edge.deployment.coreml_eval import (  # noqa: E402
 from lmfn_edge.deployment.coreml_verify import FP16_MIN_PSNR, FP32_MAX_ABS, verify  # noqa: E402
 from lmfn_edge.imresize import bicubic_downscale  # noqa: E402
 from lmfn_edge.manifest import ShapeSpec  # noqa: E402
-from lmfn_edge.model.dsconv import DSConv  # noqa: E402
 from lmfn_edge.model.weights import save_weights  # noqa: E402
 from lmfn_edge.verify_coreml import main  # noqa: E402
 
@@ -38,17 +38,9 @@ SMALL = dict(channels=8, num_blocks=1, pattern="M", kernel_size=3)
 
 
 def perturbed_model(scale, config, seed=0):
-    """Random init with DSConv offsets away from zero, so the snake sampling path is exercised,
-    and line kernels at a trained-like scale: at default init a wrong MSM pooling window moves
-    the output by only ~1e-4, too close to the fp32 tolerance to prove anything."""
-    torch.manual_seed(seed)
-    model = create_model(model_name(scale), **config).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, DSConv):
-                torch.nn.init.normal_(m.offset_conv.weight, std=0.3)
-                torch.nn.init.normal_(m.line_conv.weight, std=0.5)
-    return model
+    """Line kernels at a trained-like scale besides the bent offsets: at default init a wrong MSM
+    pooling window moves the output by only ~1e-4, too close to the fp32 tolerance to prove anything."""
+    return bent_model(scale, seed, line_std=0.5, **config)
 
 
 @pytest.fixture(scope="module")

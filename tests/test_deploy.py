@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lmfn_edge import create_model
+from helpers import bent_model
 from lmfn_edge.model import LMFN
 from lmfn_edge.model.deploy import (
     HeadDeploy,
@@ -11,22 +11,13 @@ from lmfn_edge.model.deploy import (
     is_deployed,
     to_deploy,
 )
-from lmfn_edge.model.dsconv import DSConv
+from lmfn_edge.registry import scale_of
 
 
 def _perturbed(name, seed=0, **overrides):
     """A model whose DSConv offsets and other weights are non-trivial (untrained DSConvs are
     straight lines, which would hide errors in the hat-sum)."""
-    torch.manual_seed(seed)
-    model = create_model(name, **overrides).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, DSConv):
-                torch.nn.init.normal_(m.offset_conv.weight, std=0.3)
-                torch.nn.init.normal_(m.offset_conv.bias, std=0.3)
-        for p in model.parameters():
-            p.add_(0.02 * torch.randn_like(p))
-    return model
+    return bent_model(scale_of(name), seed, offset_bias_std=0.3, jitter=0.02, **overrides)
 
 
 @pytest.mark.parametrize("name", ["lmfn_x2", "lmfn_x3", "lmfn_x4"])

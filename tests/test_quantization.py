@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from lmfn_edge import create_model
+from helpers import bent_model
 from lmfn_edge.deployment import QuantizedProgramError, load_quantized
 from lmfn_edge.deployment.int8 import output_step
 from lmfn_edge.deployment.pt2e import capture, fixed_parameter_names, prepare
@@ -19,7 +19,6 @@ from lmfn_edge.io import save_image
 from lmfn_edge.manifest import read_manifest
 from lmfn_edge.metrics import psnr, tensor_to_uint8
 from lmfn_edge.model.deploy import to_deploy
-from lmfn_edge.model.dsconv import DSConv
 from lmfn_edge.model.weights import save_weights
 from quantization import qat as qat_cli
 from quantization.config import ConfigError, QATConfig, load_qat_config
@@ -39,12 +38,8 @@ pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def tiny_model():
-    torch.manual_seed(0)
-    model = create_model("lmfn_x2", **TINY).eval()
+    model = bent_model(2, **TINY)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, DSConv):
-                torch.nn.init.normal_(m.offset_conv.weight, std=0.3)
         model.upsample.bias += 0.5
     return model
 
