@@ -46,6 +46,7 @@ __all__ = [
     "VERSION",
     "artifact_name",
     "package_versions",
+    "padded_side",
     "read_manifest",
     "sidecar_path",
 ]
@@ -67,6 +68,13 @@ MIN_DYNAMIC = 16
 # plans every intermediate at full size, so a larger --shape would end in the allocator;
 # docs/deployment.md ("Shapes").
 MAX_SIDE = 2048
+
+
+def padded_side(side: int, multiple: int = DYNAMIC_MULTIPLE, minimum: int = MIN_DYNAMIC) -> int:
+    """The side a program on the ``multiple`` grid (at least ``minimum``) runs an LR ``side`` at:
+    the next multiple, at least the minimum. The input is edge-padded up to it and the output
+    cropped back, by the tiler, QAT and the int8 programs built off the grid."""
+    return max(minimum, side + (-side) % multiple)
 
 TARGETS = ("xnnpack", "portable", "coreml", "executorch-coreml", "torchscript")
 PRECISIONS = {  # the first one is the target's default

@@ -40,7 +40,7 @@ from lmfn_edge.deployment.pt2e import (
     prepare,
 )
 from lmfn_edge.deployment.quantized import QuantizedInfo, save_quantized
-from lmfn_edge.manifest import DYNAMIC_MULTIPLE, MIN_DYNAMIC
+from lmfn_edge.manifest import DYNAMIC_MULTIPLE, MIN_DYNAMIC, padded_side
 from lmfn_edge.model import model_name
 from lmfn_edge.registry import int8_params_name
 from lmfn_edge.model.weights import load_model
@@ -64,8 +64,8 @@ class PadToMultiple(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[2:]
-        ph = max(self.minimum, h + (-h) % self.multiple) - h
-        pw = max(self.minimum, w + (-w) % self.multiple) - w
+        ph = padded_side(h, self.multiple, self.minimum) - h
+        pw = padded_side(w, self.multiple, self.minimum) - w
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         return self.model(x)[:, :, : h * self.scale, : w * self.scale]

@@ -17,7 +17,7 @@ import glob
 
 import torch
 
-from lmfn_edge.deployment.pt2e import grid_side
+from lmfn_edge.manifest import padded_side
 from lmfn_edge.io import load_image
 from lmfn_edge.metrics import psnr, rgb_to_y, tensor_to_uint8
 from lmfn_edge.model.dsconv import replicate_pad
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         if image.shape[0] < h or image.shape[1] < w:
             continue
         x = torch.from_numpy(image[:h, :w].copy()).permute(2, 0, 1)[None].float() / 255
-        padded = replicate_pad(replicate_pad(x, 2, 0, grid_side(h) - h), 3, 0, grid_side(w) - w)
+        padded = replicate_pad(replicate_pad(x, 2, 0, padded_side(h) - h), 3, 0, padded_side(w) - w)
         with torch.no_grad():
             direct = tensor_to_uint8(model(x))
             on_grid = tensor_to_uint8(model(padded)[:, :, : s * h, : s * w])

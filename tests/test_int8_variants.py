@@ -10,7 +10,8 @@ import torch
 
 from helpers import TINY_L, run_pte, tiny_model
 from lmfn_edge.deployment.int8 import Int8Info, dynamic_program, save_int8_params
-from lmfn_edge.deployment.pt2e import convert, export_converted, grid_side, prepare
+from lmfn_edge.deployment.pt2e import convert, export_converted, prepare
+from lmfn_edge.manifest import padded_side
 from lmfn_edge.deployment.variants import (
     VariantError,
     convert_islands,
@@ -115,15 +116,15 @@ def test_off_grid_shapes_pad_and_crop_the_graph(model, calibrated):
     h, w = 19, 30
     x = photo_like(5, h, w)
     program = export_converted(dynamic_converted(model, groups(model.config)), h, w)
-    padded = torch.cat([x, x[:, :, -1:].expand(-1, -1, grid_side(h) - h, -1)], 2)
-    padded = torch.cat([padded, padded[..., -1:].expand(-1, -1, -1, grid_side(w) - w)], 3)
+    padded = torch.cat([x, x[:, :, -1:].expand(-1, -1, padded_side(h) - h, -1)], 2)
+    padded = torch.cat([padded, padded[..., -1:].expand(-1, -1, -1, padded_side(w) - w)], 3)
     with torch.no_grad():
         out = program.module()(x)
         torch.testing.assert_close(out, to_deploy(model)(padded)[:, :, : 2 * h, : 2 * w], atol=1e-5, rtol=0)
     # The static int8 graph takes the same shapes, and a 1x1 image (padded to 16x16).
     with torch.no_grad():
         assert export_converted(convert(calibrated), 1, 1).module()(x[:, :, :1, :1]).shape == (1, 3, 2, 2)
-        on_grid = export_converted(convert(calibrated), grid_side(h), grid_side(w)).module()(padded)
+        on_grid = export_converted(convert(calibrated), padded_side(h), padded_side(w)).module()(padded)
         torch.testing.assert_close(export_converted(convert(calibrated), h, w).module()(x), on_grid[:, :, : 2 * h, : 2 * w],
                                    atol=0, rtol=0)
 

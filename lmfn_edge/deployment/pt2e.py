@@ -32,7 +32,7 @@ import operator
 import torch
 from torch import nn
 
-from ..manifest import DYNAMIC_MULTIPLE, MIN_DYNAMIC
+from ..manifest import DYNAMIC_MULTIPLE, MIN_DYNAMIC, padded_side
 from ..manifest import MAX_SIDE as MAX_PROGRAM_SIDE
 from ..model import LMFN
 from ..model.deploy import ChannelLayerNormDeploy, to_deploy
@@ -47,7 +47,6 @@ __all__ = [
     "OnGrid",
     "export_converted",
     "fixed_parameter_names",
-    "grid_side",
     "prepare",
     "quantizer",
 ]
@@ -169,15 +168,10 @@ def convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
     return pt2e.allow_exported_model_train_eval(quantize_pt2e.convert_pt2e(model))
 
 
-def grid_side(side: int) -> int:
-    """The side the captured graph computes a fixed LR ``side`` at: the next multiple of 8, at least 16."""
-    return max(MIN_DYNAMIC, -(-side // DYNAMIC_MULTIPLE) * DYNAMIC_MULTIPLE)
-
-
 class OnGrid(nn.Module):
     """A converted graph at a fixed LR size off its grid (a 720p x4 frame is 180x320).
 
-    The input is replicate-padded at the bottom and right up to :func:`grid_side` (the delegable
+    The input is replicate-padded at the bottom and right up to :func:`lmfn_edge.manifest.padded_side` (the delegable
     slices-and-concat of :func:`~lmfn_edge.model.dsconv.replicate_pad`), the graph runs at the
     grid size, and the output is cropped back to ``scale x`` the input. The padded rows and
     columns are what the tiler feeds a program at an image's edge; docs/quantization.md
@@ -187,7 +181,7 @@ class OnGrid(nn.Module):
     def __init__(self, converted: torch.fx.GraphModule, height: int, width: int) -> None:
         super().__init__()
         self.converted = converted
-        self.pad = (grid_side(height) - height, grid_side(width) - width)
+        self.pad = (padded_side(height) - height, padded_side(width) - width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[2:]
@@ -211,5 +205,5 @@ def export_converted(converted: torch.fx.GraphModule, height: int, width: int | 
     for side in (height, width):
         if isinstance(side, bool) or not isinstance(side, int) or not 1 <= side <= MAX_PROGRAM_SIDE:
             raise QuantizationError(f"an int8 program's sides are from 1 to {MAX_PROGRAM_SIDE}, got {side!r}")
-    module = converted if (grid_side(height), grid_side(width)) == (height, width) else OnGrid(converted, height, width)
+    module = converted if (padded_side(height), padded_side(width)) == (height, width) else OnGrid(converted, height, width)
     return torch.export.export(module, (torch.rand(1, 3, height, width),))

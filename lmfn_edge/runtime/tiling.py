@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from ..checks import check_integer
-from ..metrics import chw_float_to_hwc_uint8, float_to_uint8, hwc_uint8_to_chw_float
+from ..metrics import float_to_uint8, hwc_uint8_to_chw_float
 
 __all__ = [
     "Tile",

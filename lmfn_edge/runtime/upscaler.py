@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..checks import check_integer
-from ..manifest import DEFAULT_OVERLAP, DEFAULT_TILE
+from ..manifest import DEFAULT_OVERLAP, DEFAULT_TILE, padded_side
 from .backends import Backend, BackendError
 from .tiling import upscale_tiled
 
@@ -79,7 +79,7 @@ class Upscaler:
 
         def padded_run(x: np.ndarray) -> np.ndarray:
             h, w = x.shape[2:]
-            ph, pw = max(lo, h + (-h) % m) - h, max(lo, w + (-w) % m) - w
+            ph, pw = padded_side(h, m, lo) - h, padded_side(w, m, lo) - w
             if ph or pw:
                 x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="edge")
             return np.asarray(run(x))[:, :, : h * s, : w * s]
