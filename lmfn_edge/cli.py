@@ -58,9 +58,15 @@ def add_weights(p: argparse.ArgumentParser, help: str = "safetensors weights (de
     p.add_argument("--weights", help=help)
 
 
-def add_random_init(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--random-init", action="store_true",
-                   help="an untrained model, seeded (plumbing checks; latency does not depend on weights)")
+def add_random_init(p: argparse.ArgumentParser, help: str = "an untrained model, seeded (plumbing checks; latency "
+                                                             "does not depend on weights)") -> None:
+    p.add_argument("--random-init", action="store_true", help=help)
+
+
+def add_architecture(p: argparse.ArgumentParser) -> None:
+    """``--kernel-size`` and ``--pattern``: the architecture of a ``--random-init`` model."""
+    p.add_argument("--kernel-size", type=int_at_least(1), help="DSConv taps (with --random-init only)")
+    p.add_argument("--pattern", help="cell pattern, e.g. LLLLLLLL (with --random-init only)")
 
 
 def add_json(p: argparse.ArgumentParser, what: str = "the results") -> None:

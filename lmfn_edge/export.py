@@ -38,8 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true",
                    help="coreml: check the package with numpy against the eager model on held-out photos before "
                         "writing it (docs/coreml-verification.md); exit 1 if it fails")
-    p.add_argument("--kernel-size", type=cli.int_at_least(1), help="DSConv taps (with --random-init only)")
-    p.add_argument("--pattern", help="cell pattern, e.g. LLLLLLLL (with --random-init only)")
+    cli.add_architecture(p)
     return p
 
 

@@ -23,11 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="the .mlpackage to check")
     cli.add_weights(p, "safetensors weights the package was exported from (default: the weights its sidecar "
                        "records, when they are the embedded ones or still on disk)")
-    p.add_argument("--random-init", action="store_true",
-                   help="compare with the model export --random-init built (seed 0, the sidecar's architecture)")
+    cli.add_random_init(p, "compare with the model export --random-init built (seed 0, the sidecar's architecture)")
     cli.add_scale(p, help="upscaling factor (default: from the sidecar or the weights)")
-    p.add_argument("--kernel-size", type=cli.int_at_least(1), help="DSConv taps (with --random-init only)")
-    p.add_argument("--pattern", help="cell pattern (with --random-init only)")
+    cli.add_architecture(p)
     p.add_argument("--images", nargs="+", help="images to check on (default: scikit-image's held-out photos)")
     p.add_argument("--size", type=cli.int_at_least(MIN_DYNAMIC, MAX_SIDE),
                    help=f"LR side for flexible-shape programs, a multiple of {DYNAMIC_MULTIPLE} (default 64)")
