@@ -151,7 +151,7 @@ def _run(args: argparse.Namespace) -> int:
         rows = compare(_programs(args, Path(tmp), say), cpus, env, args, say)
     print(table(rows))
     if args.json:
-        from .io import atomic_write_text
+        from .files import atomic_write_text
 
         atomic_write_text(args.json, json.dumps([asdict(r) for r in rows], indent=1) + "\n")
     failed = [r for r in rows if r.error]

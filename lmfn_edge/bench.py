@@ -52,7 +52,7 @@ def _by_job(pairs: list[list[str]]) -> dict[str, tuple[str, ...]]:
 
 def _run(args: argparse.Namespace) -> int:
     from .evaluation.latency import BenchConfig, run_bench, to_markdown, worker
-    from .io import atomic_write_text, check_output
+    from .files import atomic_write_text, check_output
 
     config = BenchConfig(scale=args.scale, weights=args.weights, random_init=args.random_init, threads=args.threads,
                          rounds=args.rounds, repeats=args.repeats, warmup=args.warmup,

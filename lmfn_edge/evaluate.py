@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from .evaluation.quality import evaluate, parse_methods
-    from .io import atomic_write_text, check_output
+    from .files import atomic_write_text, check_output
 
     methods = parse_methods(args.methods)
     inputs = tuple(args.data) + tuple(str(m.path) for m in methods if m.path) + (args.weights,)

@@ -19,7 +19,7 @@ was started as one of this project's commands (``python -m lmfn_edge.*``, ``trai
 * **work**: the first signal raises ``KeyboardInterrupt``; the boundary prints ``interrupted``
   and returns 130 once the clean-up (``finally`` blocks, temporary files) has run;
 * a **swallowed** interrupt is raised again by :func:`check`, which runs before an output
-  replaces a file (:func:`lmfn_edge.io.atomic_write`, :func:`lmfn_edge.io.staged`), after
+  replaces a file (:func:`lmfn_edge.files.atomic_write`, :func:`lmfn_edge.files.staged`), after
   third-party calls and imports (:func:`lmfn_edge.console.third_party`, the coremltools import
   sites), per op of the numpy Core ML evaluator, and at the end of the boundary;
 * if the boundary has not finished :data:`GRACE_SECONDS` after the first signal (the interrupt

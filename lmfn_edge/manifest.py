@@ -24,9 +24,9 @@ from typing import Any
 
 from .architecture import SCALES, LMFNConfig
 from .checks import check_integer
-from .registry import model_name
 from .errors import UsageError
 from .metadata import MetadataError, read_json_file
+from .registry import model_name
 
 __all__ = [
     "DEFAULT_OVERLAP",

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from .deployment.coreml_verify import verify_package
-    from .io import atomic_write_text, check_output
+    from .files import atomic_write_text, check_output
 
     if args.json:
         check_output(args.json, inputs=(args.model, args.weights, *(args.images or ())), flag="--json")

@@ -50,7 +50,7 @@ from lmfn_edge.deployment.int8 import (
 )
 from lmfn_edge.deployment.variants import DYNAMIC
 from lmfn_edge.errors import UsageError
-from lmfn_edge.io import atomic_write_text
+from lmfn_edge.files import atomic_write_text
 from lmfn_edge.manifest import ShapeSpec
 from lmfn_edge.model.weights import load_model, sha256_file
 from lmfn_edge.registry import REGISTRY_PATH, WEIGHTS_DIR, int8_params_name, model_name, models, shipped

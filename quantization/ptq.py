@@ -25,7 +25,8 @@ from lmfn_edge.deployment.pt2e import (
     prepare,
 )
 from lmfn_edge.deployment.quantized import QuantizedInfo, check_tile, save_quantized
-from lmfn_edge.io import ImageError, check_output, load_image
+from lmfn_edge.files import check_output
+from lmfn_edge.io import ImageError, load_image
 from lmfn_edge.manifest import DEFAULT_TILE, DYNAMIC_MULTIPLE, MAX_SIDE
 from lmfn_edge.metrics import hwc_uint8_to_chw_float
 from lmfn_edge.model import LMFN

@@ -24,7 +24,8 @@ from hostile import ROOT, TRAIN_SETS, no_temporaries, training_data
 from PIL import Image
 
 from lmfn_edge import cli, interrupts
-from lmfn_edge.io import atomic_write_text, save_image, staged
+from lmfn_edge.files import atomic_write_text, staged
+from lmfn_edge.io import save_image
 
 # --- the boundary, in-process ---------------------------------------------------------------
 

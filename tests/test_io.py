@@ -8,17 +8,8 @@ import pytest
 from PIL import Image, ImageCms, features
 
 from lmfn_edge import io
-from lmfn_edge.io import (
-    IMAGE_EXTENSIONS,
-    ImageError,
-    atomic_write,
-    atomic_write_bytes,
-    atomic_write_text,
-    list_images,
-    load_image,
-    load_image_with_info,
-    save_image,
-)
+from lmfn_edge.files import atomic_write, atomic_write_bytes, atomic_write_text
+from lmfn_edge.io import IMAGE_EXTENSIONS, ImageError, list_images, load_image, load_image_with_info, save_image
 
 
 def _save(tmp_path, img, name, **kwargs):

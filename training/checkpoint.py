@@ -24,7 +24,7 @@ from torch import nn
 from lmfn_edge.architecture import LMFNConfig
 from lmfn_edge.checks import is_integer
 from lmfn_edge.errors import UsageError, first_line
-from lmfn_edge.io import atomic_write
+from lmfn_edge.files import atomic_write
 from lmfn_edge.model.weights import WeightsError, check_values, read_weights
 
 __all__ = [

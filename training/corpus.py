@@ -43,7 +43,8 @@ import numpy as np
 
 from lmfn_edge import cli
 from lmfn_edge.errors import LmfnEdgeError, UsageError
-from lmfn_edge.io import check_output, image_size, load_image, save_image
+from lmfn_edge.files import check_output
+from lmfn_edge.io import image_size, load_image, save_image
 
 from .skimage_photos import load_manifest as load_skimage_manifest
 from .skimage_photos import photo, pixel_sha256

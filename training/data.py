@@ -30,19 +30,12 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from lmfn_edge.datasets import images, layout, matched_pairs
 from lmfn_edge.errors import UsageError
+from lmfn_edge.files import atomic_write
 from lmfn_edge.imresize import bicubic_downscale
+from lmfn_edge.io import ImageError, image_size, load_image, save_image
 from lmfn_edge.metrics import hwc_uint8_to_chw_float
-from lmfn_edge.io import (
-    IMAGE_EXTENSIONS,
-    ImageError,
-    atomic_write,
-    image_size,
-    list_images,
-    load_image,
-    pair_lr_images,
-    save_image,
-)
 
 __all__ = [
     "DataError",
@@ -96,10 +89,10 @@ def find_pairs(
             an LR image of the wrong size, an image smaller than ``min_lr_size``, or an
             unreadable image.
     """
-    hr_dir, lr_dir = _layout(Path(root), scale)
-    hr_paths = _images(hr_dir)
+    hr_dir, lr_dir = layout(root, scale, DataError)
+    hr_paths = images(hr_dir, DataError)
     if lr_dir is not None:
-        pairs = _match(hr_paths, _images(lr_dir), scale, lr_dir)
+        pairs = [ImagePair(hr, lr) for hr, lr in matched_pairs(hr_paths, lr_dir, scale, DataError)]
     else:
         if not cache_dir:
             raise DataError(f"{hr_dir} has no LR_bicubic/X{scale} folder and no cache_dir was given")
@@ -115,52 +108,8 @@ def find_pairs(
 
 def hr_images(root: str | Path, scale: int) -> list[Path]:
     """The HR images that training on ``root`` at ``scale`` reads, in ``find_pairs``' order."""
-    hr_dir, _ = _layout(Path(root), scale)
-    return _images(hr_dir)
-
-
-def _layout(root: Path, scale: int) -> tuple[Path, Path | None]:
-    """(HR folder, LR folder or None) of a dataset root."""
-    if not root.is_dir():
-        raise DataError(f"data folder not found: {root}")
-    if (root / "HR").is_dir():
-        hr_dir, lr_base = root / "HR", root / "LR_bicubic"
-    else:
-        named = sorted(p for p in root.iterdir() if p.is_dir() and p.name.endswith("_HR"))
-        if len(named) > 1:
-            raise DataError(f"{root} holds several HR folders ({', '.join(p.name for p in named)}); pass one")
-        if named:
-            hr_dir = named[0]
-        elif _images(root, must_exist=False):
-            hr_dir = root
-        else:
-            raise DataError(f"{root} holds no images, no HR/ folder and no *_HR folder")
-        # DIV2K_train_HR -> DIV2K_train_LR_bicubic; Set5/HR -> Set5/LR_bicubic
-        if not hr_dir.name.endswith("HR"):
-            return hr_dir, None
-        lr_base = hr_dir.parent / (hr_dir.name[: -len("HR")] + "LR_bicubic")
-    lr_dir = lr_base / f"X{scale}"
-    return hr_dir, (lr_dir if lr_dir.is_dir() else None)
-
-
-def _images(folder: Path, must_exist: bool = True) -> list[Path]:
-    try:
-        paths = list_images(folder)
-    except ImageError as exc:
-        raise DataError(str(exc)) from None
-    if must_exist and not paths:
-        raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
-    return paths
-
-
-def _match(hr_paths: list[Path], lr_paths: list[Path], scale: int, lr_dir: Path) -> list[ImagePair]:
-    pairs, missing, extra = pair_lr_images(hr_paths, lr_paths, scale)
-    if missing:
-        hr = missing[0]
-        raise DataError(f"no LR image for {hr} in {lr_dir} (expected {hr.stem}x{scale}.png)")
-    if extra:
-        raise DataError(f"{len(extra)} LR images in {lr_dir} have no HR image, e.g. {extra[0].name}")
-    return [ImagePair(hr, lr) for hr, lr in pairs]
+    hr_dir, _ = layout(root, scale, DataError)
+    return images(hr_dir, DataError)
 
 
 def _size(path: Path) -> tuple[int, int]:

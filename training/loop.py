@@ -247,7 +247,7 @@ class Trainer:
 
     def _check_paths(self) -> None:
         """Before any work: nothing the run writes is one of its inputs or inside a data folder."""
-        from lmfn_edge.io import check_output
+        from lmfn_edge.files import check_output
 
         inputs = tuple(p for p in self.inputs() if p)
         check_output(self.output_dir, inputs, folder=True, flag="--output-dir", inside_inputs=False)

@@ -11,7 +11,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from lmfn_edge.io import atomic_write
+from lmfn_edge.files import atomic_write
 
 __all__ = ["plot_log"]
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lmfn_edge import cli
-from lmfn_edge.io import ImageError, check_output, load_image
+from lmfn_edge.files import check_output
+from lmfn_edge.io import ImageError, load_image
 from lmfn_edge.model import LMFN, LMFNConfig, model_name
 from lmfn_edge.model.weights import (
     WeightsError,

@@ -22,7 +22,7 @@ import numpy as np
 
 from lmfn_edge import cli
 from lmfn_edge.errors import LmfnEdgeError, UsageError
-from lmfn_edge.io import check_output
+from lmfn_edge.files import check_output
 
 MANIFEST = Path(__file__).with_name("skimage_split.json")
 

@@ -37,7 +37,7 @@ import torch
 
 from ..checks import check_integer
 from ..errors import LmfnEdgeError
-from ..io import atomic_write_text, check_output, staged
+from ..files import atomic_write_text, check_output, staged
 from ..manifest import (
     DEFAULT_OVERLAP,
     DEFAULT_TILE,

@@ -88,7 +88,7 @@ def save_int8_params(prepared, path: str | Path, info: Int8Info) -> None:
     """Write a prepared (QAT) graph's state and ``info``, atomically."""
     from safetensors.torch import save
 
-    from ..io import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     state = {k: v.detach().clone().contiguous().cpu() for k, v in prepared.state_dict().items() if not _derived(k)}
     atomic_write_bytes(path, save(state, metadata=info.metadata()))

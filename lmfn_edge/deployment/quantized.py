@@ -179,7 +179,7 @@ def save_quantized(program, path: str | Path, info: QuantizedInfo) -> None:
     """Write ``program`` (a ``torch.export.ExportedProgram``) with ``info``, atomically."""
     import torch
 
-    from ..io import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     buffer = io.BytesIO()
     torch.export.save(program, buffer, extra_files={INFO_FILE: info.to_json()})

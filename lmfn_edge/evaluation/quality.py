@@ -29,7 +29,8 @@ from tqdm import tqdm
 from ..checks import check_integer
 from ..errors import UsageError
 from ..imresize import bicubic_downscale, bicubic_upscale
-from ..io import IMAGE_EXTENSIONS, list_images, load_image, pair_lr_images, save_image
+from ..datasets import images, layout, matched_pairs
+from ..io import load_image, save_image
 from ..manifest import package_versions, read_manifest
 from ..metrics import psnr, ssim
 from ..runtime import BackendError, Upscaler, eager_backend, load_backend
@@ -168,36 +169,25 @@ def load_dataset(folder: str | Path, scale: int) -> list[EvalImage]:
     ``babyx2.png``). HR images are cropped from the top-left to ``scale`` times the LR size;
     without LR images, the LR is made by MATLAB bicubic from the modcropped HR.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise EvalError(f"data folder not found: {folder}")
-    hr_dir = folder / "HR" if (folder / "HR").is_dir() else folder
-    lr_dir = folder / "LR_bicubic" / f"X{scale}"
-    hr_paths = list_images(hr_dir)
-    if not hr_paths:
-        raise EvalError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {hr_dir}")
-    if not lr_dir.is_dir():
-        images = []
+    hr_dir, lr_dir = layout(folder, scale, EvalError)
+    hr_paths = images(hr_dir, EvalError)
+    if lr_dir is None:
+        loaded = []
         for p in hr_paths:
             hr = load_image(p)
             if min(hr.shape[:2]) < scale:
                 raise EvalError(f"{p} is {hr.shape[1]}x{hr.shape[0]}, smaller than the scale x{scale}: no LR image")
             lr = bicubic_downscale(hr, scale)
-            images.append(EvalImage(p.stem, lr, hr[: lr.shape[0] * scale, : lr.shape[1] * scale]))
-        return images
-    pairs, missing, extra = pair_lr_images(hr_paths, list_images(lr_dir), scale)
-    if missing:
-        raise EvalError(f"no LR image for {missing[0].name} in {lr_dir} (expected {missing[0].stem}x{scale}.png)")
-    if extra:
-        raise EvalError(f"{len(extra)} LR image(s) in {lr_dir} have no HR image, e.g. {extra[0].name}")
-    images = []
-    for hr_path, lr_path in pairs:
+            loaded.append(EvalImage(p.stem, lr, hr[: lr.shape[0] * scale, : lr.shape[1] * scale]))
+        return loaded
+    loaded = []
+    for hr_path, lr_path in matched_pairs(hr_paths, lr_dir, scale, EvalError):
         hr, lr = load_image(hr_path), load_image(lr_path)
         if lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
             raise EvalError(f"{lr_path} is {lr.shape[1]}x{lr.shape[0]}, but x{scale} LR of {hr_path.name} "
                             f"({hr.shape[1]}x{hr.shape[0]}) must be {hr.shape[1] // scale}x{hr.shape[0] // scale}")
-        images.append(EvalImage(hr_path.stem, lr, hr[: lr.shape[0] * scale, : lr.shape[1] * scale]))
-    return images
+        loaded.append(EvalImage(hr_path.stem, lr, hr[: lr.shape[0] * scale, : lr.shape[1] * scale]))
+    return loaded
 
 
 def _runner(method: Method, scale: int, model) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
@@ -294,8 +284,8 @@ def evaluate(
     names = [Path(d).name or str(d) for d in data]
     names = names if len(set(names)) == len(names) else [str(d) for d in data]
     sets = {name: load_dataset(d, scale) for name, d in zip(names, data)}
-    for name, images in sets.items():
-        small = next((im for im in images if min(im.hr.shape[:2]) <= 2 * crop), None)
+    for name, dataset in sets.items():
+        small = next((im for im in dataset if min(im.hr.shape[:2]) <= 2 * crop), None)
         if small is not None:
             raise EvalError(f"{name}/{small.name} is {small.hr.shape[1]}x{small.hr.shape[0]}: nothing is left to score "
                             f"after cropping {crop} pixels from each border")

@@ -36,7 +36,7 @@ def save_weights(model: LMFN, path: str | Path, extra: dict[str, str] | None = N
     """Write ``model``'s state dict and config to ``path`` atomically."""
     from safetensors.torch import save
 
-    from ..io import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     meta = {"format": FORMAT, "lmfn_config": json.dumps(model.config.to_dict()), **(extra or {})}
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}

@@ -14,17 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
-from ..io import (
-    IMAGE_EXTENSIONS,
-    ImageError,
-    OutputError,
-    check_output,
-    image_size,
-    list_images,
-    load_image_with_info,
-    same_path,
-    save_image,
-)
+from ..files import OutputError, check_output, same_path
+from ..io import IMAGE_EXTENSIONS, ImageError, image_size, list_images, load_image_with_info, save_image
 from .backends import load_backend
 from .upscaler import Upscaler
 
