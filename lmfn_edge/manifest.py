@@ -6,7 +6,7 @@ the Python runtime, ``evaluate``, ``verify_coreml``, ``bench`` and the Android a
 typed dataclass, so a sidecar is validated identically wherever it is read: a list instead of
 an object, a missing key, a tile that disagrees with the shape, an overlap of at least the tile
 are each one clear :class:`ManifestError`. The Java reader is pinned to this schema by golden
-files written from this module (``lmfn_edge.runtime.golden``).
+files written from this module (``lmfn_edge.android_golden``).
 
 This module is a leaf: it imports nothing heavier than the standard library, so every layer
 (and a phone-side tool) can depend on it.

@@ -118,7 +118,7 @@ def float_to_uint8(x: np.ndarray, overwrite: bool = False) -> np.ndarray:
     applies to SR outputs. Round-half-to-even (``torch.round``, numpy's ``round``, which BasicSR
     uses) differs only where ``x * 255`` is exactly a half, e.g. 0.5/255 -> 1 here, 0 there. The
     Java of the Android demo (``ImageTensors.toUint8``) does the same float32 steps, and the
-    golden vectors of :mod:`lmfn_edge.runtime.golden` pin both sides.
+    golden vectors of :mod:`lmfn_edge.android_golden` pin both sides.
 
     Args:
         x: Float array of any shape.

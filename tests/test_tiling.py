@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lmfn_edge.runtime.golden import PLAN_CASES as GOLDEN_PLAN_CASES
+from lmfn_edge.android_golden import PLAN_CASES as GOLDEN_PLAN_CASES
 from lmfn_edge.metrics import chw_float_to_hwc_uint8, hwc_uint8_to_chw_float
 from lmfn_edge.runtime.tiling import (
     Tile,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmfn_edge.runtime import golden as tiling_golden
+from lmfn_edge import android_golden as tiling_golden
 from lmfn_edge.metrics import chw_float_to_hwc_uint8, hwc_uint8_to_chw_float
 
 COMMITTED = (Path(__file__).resolve().parents[1]
@@ -18,7 +18,7 @@ def test_committed_golden_files_match_regeneration(tmp_path):
     fresh = sorted(p.name for p in tmp_path.iterdir())
     assert fresh == sorted(p.name for p in COMMITTED.iterdir()), (
         "golden file set changed; regenerate with "
-        "`python -m lmfn_edge.runtime.golden android_demo/imagecore/src/test/resources/golden`")
+        "`python -m lmfn_edge.android_golden android_demo/imagecore/src/test/resources/golden`")
     for name in fresh:
         assert (tmp_path / name).read_bytes() == (COMMITTED / name).read_bytes(), (
             f"{name} differs from lmfn_edge.runtime.tiling's output; if the change is intended, "

@@ -4,7 +4,7 @@ An exported program (ExecuTorch .pte, Core ML) usually takes one fixed ``tile x 
 window, so a large image is cut into overlapping tiles, each tile is upscaled, and the tile
 outputs are blended. The same algorithm is mirrored line for line in Java by
 ``android_demo/imagecore`` (``TilePlan``, ``Blend``, ``ImageTensors``, ``TiledUpscaler``); the
-golden vectors written by :mod:`lmfn_edge.runtime.golden` keep the two sides identical. Any
+golden vectors written by :mod:`lmfn_edge.android_golden` keep the two sides identical. Any
 change here must be made there too.
 
 Tile plan (per axis, LR pixels): starts are ``0, stride, 2*stride, ...`` with

@@ -14,7 +14,7 @@ import java.util.Map;
  * <p>The Java twin of {@code lmfn_edge/manifest.py}: {@link #parse} checks the same schema
  * (format, version, required fields, scale and model, target and precision, the shape and the
  * tile it implies, the overlap, the optional program SHA-256), and golden files written by
- * {@code python -m lmfn_edge.runtime.golden} pin both sides to the same accept/refuse decisions.
+ * {@code python -m lmfn_edge.android_golden} pin both sides to the same accept/refuse decisions.
  * Unknown keys are allowed (newer writers add fields). {@link #checkRunnable} then refuses what
  * is a valid sidecar but not a program this app can run (a Core ML package, a dynamic shape). A
  * manifest this code does not understand is refused rather than guessed at: a wrong scale or

@@ -7,7 +7,7 @@ import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.Map;
 
-/** Reads the golden vectors written by {@code python -m lmfn_edge.runtime.golden}. */
+/** Reads the golden vectors written by {@code python -m lmfn_edge.android_golden}. */
 final class Golden {
     static final String FORMAT = "lmfn-edge-golden";
 
@@ -19,7 +19,7 @@ final class Golden {
         try (InputStream in = Golden.class.getResourceAsStream(path)) {
             if (in == null) {
                 throw new IOException("missing test resource " + path
-                        + "; regenerate with python -m lmfn_edge.runtime.golden");
+                        + "; regenerate with python -m lmfn_edge.android_golden");
             }
             ByteArrayOutputStream bytes = new ByteArrayOutputStream();
             byte[] buf = new byte[8192];

@@ -1,7 +1,7 @@
 package org.lmfnedge.imagecore;
 
 /**
- * Java twin of {@code lmfn_edge.runtime.golden.golden_model}: 3x3 mean with zero padding, then
+ * Java twin of {@code lmfn_edge.android_golden.golden_model}: 3x3 mean with zero padding, then
  * {@code v * gain + bias} per channel, then nearest upsampling. Same float32 operations in the
  * same order as the numpy version, so outputs are bit-identical.
  */

@@ -13,7 +13,7 @@ import org.junit.Test;
 
 /**
  * The app reads sidecars exactly as Python's {@code lmfn_edge.manifest} does: every case of
- * {@code golden/manifests.json} (written by {@code python -m lmfn_edge.runtime.golden}, which
+ * {@code golden/manifests.json} (written by {@code python -m lmfn_edge.android_golden}, which
  * checks Python's verdicts while writing it) gets the same verdict here.
  */
 public class ManifestTest {

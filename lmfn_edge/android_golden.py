@@ -1,7 +1,7 @@
 """Golden vectors that pin the Java image core (``android_demo/imagecore``) to
 :mod:`lmfn_edge.runtime.tiling` and :mod:`lmfn_edge.manifest`.
 
-``python -m lmfn_edge.runtime.golden android_demo/imagecore/src/test/resources/golden`` writes:
+``python -m lmfn_edge.android_golden android_demo/imagecore/src/test/resources/golden`` writes:
 
 - ``plans.json``: tile plans for several ``(height, width, tile, overlap)``;
 - ``blend_weights.json``: 1-D blending weights;
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..manifest import Manifest, ManifestError, ShapeSpec
-from .tiling import (
+from .manifest import Manifest, ManifestError, ShapeSpec
+from .runtime.tiling import (
     argb_to_chw_float,
     blend_weights,
     chw_float_to_argb,
@@ -296,7 +296,7 @@ def write_golden(out_dir: str | Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     """A developer tool, not a user command: plain argparse, outside the commands' error boundary."""
     parser = argparse.ArgumentParser(
-        prog="python -m lmfn_edge.runtime.golden",
+        prog="python -m lmfn_edge.android_golden",
         description="Write the golden files the Java image core is tested against.")
     parser.add_argument("output", type=Path, help="folder for the golden JSON files")
     args = parser.parse_args(argv)
