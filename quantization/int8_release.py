@@ -39,6 +39,7 @@ from lmfn_edge.deployment.int8 import (
     GOLDEN_SIDE,
     Int8ParamsError,
     dynamic_golden_problems,
+    encode_codes,
     dynamic_program,
     golden_input,
     golden_problems,
@@ -47,6 +48,7 @@ from lmfn_edge.deployment.int8 import (
     output_codes,
     read_golden,
     read_int8_params,
+    store_golden,
 )
 from lmfn_edge.deployment.variants import DYNAMIC
 from lmfn_edge.errors import UsageError
@@ -75,20 +77,6 @@ def dynamic_entry(scale: int, side: int = GOLDEN_SIDE) -> dict:
                          fp32_groups=info.details["fp32_groups"])
 
 
-def _store(scale: int, entry: dict, precision: str = "int8") -> None:
-    """Write ``entry`` as ``precision``'s golden at ``scale``, keeping every other record."""
-    golden = json.loads(GOLDEN_PATH.read_text()) if GOLDEN_PATH.is_file() else {"scales": {}}
-    golden["description"] = ("output codes of the shipped int8 programs on golden_input(): scales, the embedded int8 "
-                             "parameters; variants, the programs built from the embedded float weights. Regenerate "
-                             "with python -m quantization.int8_release")
-    if precision == ARM_GOLDEN:
-        records = golden.setdefault("arm", {})
-    else:
-        records = golden["scales"] if precision == "int8" else golden.setdefault("variants", {}).setdefault(precision, {})
-    records[str(scale)] = entry
-    atomic_write_text(GOLDEN_PATH, json.dumps(golden, indent=1, sort_keys=True) + "\n")
-
-
 ARM_PIN_CPUS = ("a72", "a76", "i8mm")
 
 
@@ -96,8 +84,6 @@ def arm_entry(pte: Path) -> tuple[int, dict]:
     """``(scale, record)``: the ARM golden record of ``pte``, a static int8 export of the embedded int8 parameters at
     the golden side: its output on each of :data:`ARM_PIN_CPUS` (they must agree exactly) in
     units of the x86 golden's step."""
-    import base64
-
     import numpy as np
 
     from lmfn_edge.manifest import read_manifest
@@ -116,11 +102,8 @@ def arm_entry(pte: Path) -> tuple[int, dict]:
     outputs = [run_pte(env, pte, x, CPUS[name], count=False).output for name in ARM_PIN_CPUS]
     if any(not np.array_equal(out, outputs[0]) for out in outputs[1:]):
         raise Int8ParamsError(f"{pte}: the ARM cores {', '.join(ARM_PIN_CPUS)} disagree; nothing pinned")
-    array = np.round(outputs[0] / step).astype("<i2")
-
     return manifest.scale, {"params_sha256": sha256_file(params), "side": GOLDEN_SIDE, "step": step,
-                            "cpus": list(ARM_PIN_CPUS), "shape": list(array.shape),
-                            "codes": base64.b64encode(array.tobytes()).decode()}
+                            "cpus": list(ARM_PIN_CPUS), **encode_codes(np.round(outputs[0] / step))}
 
 
 def release(params: Path) -> Path:
@@ -142,7 +125,7 @@ def release(params: Path) -> Path:
         shutil.copyfile(params, staged)
         staged.replace(target)
     _register_int8(scale, target)
-    _store(scale, entry)
+    store_golden(scale, entry)
     return target
 
 
@@ -160,7 +143,7 @@ def pin(precision: str, scales: tuple[int, ...] = (2, 3, 4)) -> None:
         raise UsageError(f"--pin takes {DYNAMIC} (the variant built from the float weights), not {precision!r}; "
                          "static int8 is pinned when its parameters are shipped")
     for scale in scales:
-        _store(scale, dynamic_entry(scale), precision)
+        store_golden(scale, dynamic_entry(scale), precision)
 
 
 def check() -> list[str]:
@@ -197,7 +180,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("give int8 parameter files to ship, --pin VARIANT, --pin-arm PTE or --check (one of them)")
     if args.pin_arm is not None:
         scale, entry = arm_entry(args.pin_arm)
-        _store(scale, entry, ARM_GOLDEN)
+        store_golden(scale, entry, ARM_GOLDEN)
         print(f"pinned the ARM output of {args.pin_arm} (x{scale}) in {GOLDEN_PATH}")
         return 0
     if args.check:

@@ -276,12 +276,38 @@ def golden_record(program, side: int = GOLDEN_SIDE, step: float | None = None, *
     """The golden record of ``program`` (built at ``side``): its fingerprint and its output on
     :func:`golden_input` in units of ``step`` (default: its output int8 step), with ``source``
     (what it was built from) stored beside them."""
+    codes, step = output_codes(program, golden_input(side), step)
+    return {**source, "program_sha256": program_fingerprint(program), "side": side, "step": step,
+            **encode_codes(codes.numpy())}
+
+
+def encode_codes(codes) -> dict:
+    """``{"shape", "codes"}`` of an integer array as a golden record stores it (base64 int16)."""
     import base64
 
-    codes, step = output_codes(program, golden_input(side), step)
-    array = codes.numpy().astype("<i2")
-    return {**source, "program_sha256": program_fingerprint(program), "side": side, "step": step,
-            "shape": list(array.shape), "codes": base64.b64encode(array.tobytes()).decode()}
+    import numpy as np
+
+    array = np.ascontiguousarray(codes).astype("<i2")
+    return {"shape": list(array.shape), "codes": base64.b64encode(array.tobytes()).decode()}
+
+
+def store_golden(scale: int, entry: dict, precision: str = "int8", path: str | Path = GOLDEN_PATH) -> None:
+    """Write ``entry`` as ``precision``'s golden at ``scale`` (see :func:`read_golden`), keeping
+    every other record; atomically."""
+    from ..files import atomic_write_text
+
+    path = Path(path)
+    golden = json.loads(path.read_text()) if path.is_file() else {"scales": {}}
+    golden["description"] = ("output codes of the shipped int8 programs on golden_input(): scales, the embedded int8 "
+                             "parameters; variants, the programs built from the embedded float weights; arm, the "
+                             "static x4 program on emulated ARM cores. Regenerate with python -m "
+                             "quantization.int8_release")
+    if precision == ARM_GOLDEN:
+        records = golden.setdefault("arm", {})
+    else:
+        records = golden["scales"] if precision == "int8" else golden.setdefault("variants", {}).setdefault(precision, {})
+    records[str(scale)] = entry
+    atomic_write_text(path, json.dumps(golden, indent=1, sort_keys=True) + "\n")
 
 
 def golden_codes(entry: dict):

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from ..checks import check_integer
 from ..errors import UsageError
 from ..imresize import bicubic_downscale, bicubic_upscale
-from ..datasets import images, layout, matched_pairs
+from .. import datasets
 from ..io import load_image, save_image
 from ..manifest import package_versions, read_manifest
 from ..metrics import psnr, ssim
@@ -169,8 +169,8 @@ def load_dataset(folder: str | Path, scale: int) -> list[EvalImage]:
     ``babyx2.png``). HR images are cropped from the top-left to ``scale`` times the LR size;
     without LR images, the LR is made by MATLAB bicubic from the modcropped HR.
     """
-    hr_dir, lr_dir = layout(folder, scale, EvalError)
-    hr_paths = images(hr_dir, EvalError)
+    hr_dir, lr_dir = datasets.layout(folder, scale, EvalError)
+    hr_paths = datasets.images(hr_dir, EvalError)
     if lr_dir is None:
         loaded = []
         for p in hr_paths:
@@ -181,7 +181,7 @@ def load_dataset(folder: str | Path, scale: int) -> list[EvalImage]:
             loaded.append(EvalImage(p.stem, lr, hr[: lr.shape[0] * scale, : lr.shape[1] * scale]))
         return loaded
     loaded = []
-    for hr_path, lr_path in matched_pairs(hr_paths, lr_dir, scale, EvalError):
+    for hr_path, lr_path in datasets.matched_pairs(hr_paths, lr_dir, scale, EvalError):
         hr, lr = load_image(hr_path), load_image(lr_path)
         if lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
             raise EvalError(f"{lr_path} is {lr.shape[1]}x{lr.shape[0]}, but x{scale} LR of {hr_path.name} "
@@ -284,8 +284,8 @@ def evaluate(
     names = [Path(d).name or str(d) for d in data]
     names = names if len(set(names)) == len(names) else [str(d) for d in data]
     sets = {name: load_dataset(d, scale) for name, d in zip(names, data)}
-    for name, dataset in sets.items():
-        small = next((im for im in dataset if min(im.hr.shape[:2]) <= 2 * crop), None)
+    for name, images in sets.items():
+        small = next((im for im in images if min(im.hr.shape[:2]) <= 2 * crop), None)
         if small is not None:
             raise EvalError(f"{name}/{small.name} is {small.hr.shape[1]}x{small.hr.shape[0]}: nothing is left to score "
                             f"after cropping {crop} pixels from each border")
