@@ -47,7 +47,8 @@ from lmfn_edge.model.weights import load_model
 from training.checkpoint import CheckpointError
 from training.config import ConfigError
 from training.engine import validate
-from training.loop import Trainer, add_run_arguments, resolve_config
+from training.cli import add_run_arguments, resolve_config
+from training.loop import Trainer
 
 from .config import QATConfig
 from .observers import disable_observers, observers_frozen, observers_paused

@@ -15,7 +15,7 @@ import torch.distributed as dist
 
 from .config import ConfigError
 
-__all__ = ["DistContext", "setup", "cleanup", "gather_objects"]
+__all__ = ["DistContext", "cleanup", "gather_objects", "mean_over_ranks", "on_any_rank", "setup", "time_is_up"]
 
 
 @dataclass(frozen=True)
@@ -67,3 +67,27 @@ def gather_objects(ctx: DistContext, obj: Any) -> list[Any]:
     out: list[Any] = [None] * ctx.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+def time_is_up(ctx: DistContext, elapsed: float, limit: float) -> bool:
+    """Whether any rank has passed the limit, so that all ranks stop at the same step."""
+    (up,) = on_any_rank(ctx, torch.tensor([elapsed > limit], device=ctx.device))
+    return up
+
+
+def on_any_rank(ctx: DistContext, flags: torch.Tensor) -> list[bool]:
+    """Each boolean of ``flags``, true if it is true on any rank (one host sync, one collective),
+    so that every rank takes the same decision."""
+    flags = flags.float()
+    if ctx.distributed:
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in flags.tolist()]
+
+
+def mean_over_ranks(ctx: DistContext, value: torch.Tensor) -> float:
+    """The mean of a scalar tensor over the ranks."""
+    if ctx.distributed:
+        value = value.clone()
+        dist.all_reduce(value)  # gloo has no AVG
+        value /= ctx.world_size
+    return float(value)

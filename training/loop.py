@@ -13,7 +13,6 @@ resuming to 2N gives the weights of a run straight to 2N.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import json
@@ -26,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as torch_dist
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -43,7 +41,7 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .config import LoopConfig, apply_overrides, load_config, parse_sets
+from .config import LoopConfig
 from .data import (
     ImagePair,
     StepSampler,
@@ -55,7 +53,7 @@ from .data import (
 from .engine import bicubic_psnr, build_optimizer, ema_update, train_step, validate
 from .plot import plot_log
 
-__all__ = ["LOG_NAME", "PLOT_NAME", "DivergedError", "PhaseClock", "RunLog", "Trainer", "add_run_arguments", "resolve_config"]
+__all__ = ["LOG_NAME", "PLOT_NAME", "DivergedError", "PhaseClock", "RunLog", "Trainer"]
 
 LOG_NAME = "log.jsonl"
 PLOT_NAME = "curves.png"
@@ -338,7 +336,7 @@ class Trainer:
             last = step >= config.iterations or (
                 config.time_limit > 0
                 and step % config.log_every == 0
-                and _time_is_up(ctx, time.monotonic() - started, config.time_limit)
+                and dist.time_is_up(ctx, time.monotonic() - started, config.time_limit)
             )
             logging = step % config.log_every == 0 or last
             # From the config, not from val_images (rank 0's only): every rank must check at the same steps.
@@ -356,7 +354,7 @@ class Trainer:
                 checked = step
             if logging:
                 elapsed = time.perf_counter() - tick
-                loss = _mean_over_ranks(ctx, loss_sum / count)
+                loss = dist.mean_over_ranks(ctx, loss_sum / count)
                 self.log.write({"step": step, "loss": loss, "learning_rate": config.learning_rate_at(step - 1),
                                 "it_per_s": count / elapsed, "images_per_s": count * config.batch_size / elapsed})
                 bar.set_postfix(loss=f"{loss:.4f}")
@@ -461,7 +459,7 @@ def _not_finite(ctx: dist.DistContext, loss_sum: torch.Tensor, tensors: list[tor
     long diverged), and one fused ``_foreach_norm`` costs far less than a reduction per tensor.
     """
     finite = torch.stack(torch._foreach_norm(tensors, 1)).isfinite().all()
-    loss_bad, weights_bad = _on_any_rank(ctx, torch.stack([~loss_sum.isfinite(), ~finite]))
+    loss_bad, weights_bad = dist.on_any_rank(ctx, torch.stack([~loss_sum.isfinite(), ~finite]))
     return loss_bad, weights_bad
 
 
@@ -484,53 +482,5 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _time_is_up(ctx: dist.DistContext, elapsed: float, limit: float) -> bool:
-    """Whether any rank has passed the limit, so that all ranks stop at the same step."""
-    (up,) = _on_any_rank(ctx, torch.tensor([elapsed > limit], device=ctx.device))
-    return up
-
-
-def _on_any_rank(ctx: dist.DistContext, flags: torch.Tensor) -> list[bool]:
-    """Each boolean of ``flags``, true if it is true on any rank (one host sync, one collective),
-    so that every rank takes the same decision."""
-    flags = flags.float()
-    if ctx.distributed:
-        torch_dist.all_reduce(flags, op=torch_dist.ReduceOp.MAX)
-    return [bool(v) for v in flags.tolist()]
-
-
-def _mean_over_ranks(ctx: dist.DistContext, value: torch.Tensor) -> float:
-    if ctx.distributed:
-        value = value.clone()
-        torch_dist.all_reduce(value)  # gloo has no AVG
-        value /= ctx.world_size
-    return float(value)
-
-
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, (list, tuple)) else value
-
-
-def add_run_arguments(p: argparse.ArgumentParser, config_help: str, set_example: str) -> None:
-    """The flags every engine command shares (``training.train``, ``quantization.qat``)."""
-    from lmfn_edge import cli
-
-    p.add_argument("--config", type=Path, help=config_help)
-    p.add_argument("--data-root", action="append", help="training folder (repeatable, e.g. DIV2K and Flickr2K)")
-    p.add_argument("--val-root", help="benchmark folder validated every val_every iterations")
-    p.add_argument("--output-dir", type=Path, required=True, help="checkpoint, log and plot folder")
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/ckpt.pt")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help=f"override one config field, e.g. {set_example}")
-    cli.add_progress(p)
-
-
-def resolve_config(cls: type[LoopConfig], args: argparse.Namespace, flags: dict[str, Any]) -> LoopConfig:
-    """The run's config: ``--config`` over ``cls``'s defaults (or, on ``--resume`` without one,
-    the checkpoint's config), then ``flags`` that are given, then ``--set``."""
-    if args.config is None and args.resume:
-        config = cls.from_dict(load_checkpoint(args.output_dir / CHECKPOINT_NAME)["config"], "checkpoint")
-    else:
-        config = load_config(args.config, None, cls)
-    config = apply_overrides(config, {k: v for k, v in flags.items() if v is not None}, "command line")
-    return apply_overrides(config, parse_sets(args.sets), "--set") if args.sets else config

@@ -24,7 +24,8 @@ from lmfn_edge.model import LMFN
 
 from .checkpoint import CheckpointError, init_from, read_init_state
 from .config import TrainConfig
-from .loop import Trainer, add_run_arguments, copy_for_ema, resolve_config
+from .cli import add_run_arguments, resolve_config
+from .loop import Trainer, copy_for_ema
 
 __all__ = ["FloatTrainer", "train", "main"]
 
