@@ -19,7 +19,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .evaluation.latency import JOBS, RUNNERS
+    from .evaluation.latency import JOBS
 
     p = cli.parser("lmfn_edge.bench", "Latency and peak memory of eager PyTorch, the XNNPACK .pte (fp32, int8) and "
                                       "ONNX Runtime, side by side.")
@@ -37,9 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "--repeats timed runs after --warmup at --threads")
     p.add_argument("--top", type=cli.int_at_least(1), default=20, help="operators listed by --profile (default 20)")
     cli.add_json(p)
-    p.add_argument("--worker", choices=RUNNERS, help=argparse.SUPPRESS)
-    p.add_argument("--job", choices=tuple(JOBS), help=argparse.SUPPRESS)
-    p.add_argument("--artifact", help=argparse.SUPPRESS)
     return p
 
 
@@ -51,16 +48,13 @@ def _by_job(pairs: list[list[str]]) -> dict[str, tuple[str, ...]]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .evaluation.latency import BenchConfig, run_bench, to_markdown, worker
+    from .evaluation.latency import BenchConfig, run_bench, to_markdown
     from .files import atomic_write_text, check_output
 
     config = BenchConfig(scale=args.scale, weights=args.weights, random_init=args.random_init, threads=args.threads,
                          rounds=args.rounds, repeats=args.repeats, warmup=args.warmup,
                          jobs=tuple(j.strip() for j in args.jobs.split(",") if j.strip()),
                          int8_pte=_by_job(args.int8_pte or []))
-    if args.worker:
-        print(json.dumps(worker(args.worker, args.job, args.artifact, config)))
-        return 0
     if args.profile:
         from .evaluation.profile import profile_pte
 

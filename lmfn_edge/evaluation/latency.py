@@ -5,7 +5,7 @@ XNNPACK .pte fp32 (and an int8 .pte when one is given per job), and ONNX Runtime
 (``torch.onnx`` export of the same model) as the runtime a user might pick instead. Jobs: a
 320x180 -> 1280x720 x4 frame, a 128x128 tile and a 64x64 tile.
 
-Every runtime runs in its own fresh worker process (``python -m lmfn_edge.bench --worker``)
+Every runtime runs in its own fresh worker process (``python -m lmfn_edge.evaluation.worker``)
 with the same thread count, so peak resident memory is the runtime's own (Python and torch
 included) and one runtime's caches do not help another. Workers run in turns, ``rounds`` times,
 and each reports the median of its repeats; the table shows the median over rounds. These
@@ -164,12 +164,18 @@ def worker(runner: str, job: str, artifact: str, config: BenchConfig) -> dict:
     return {"median_ms": statistics.median(times) * 1e3, "peak_rss_mb": peak_rss_mb()}
 
 
-def worker_args(runner: str, job: str, artifact: str, config: BenchConfig) -> list[str]:
-    """The command line of a worker process."""
-    cmd = [sys.executable, "-m", "lmfn_edge.bench", "--worker", runner, "--job", job, "--artifact", artifact,
-           "--threads", str(config.threads), "--repeats", str(config.repeats), "--warmup", str(config.warmup),
-           "--scale", str(config.scale)]
-    return cmd + (["--random-init"] if config.random_init else (["--weights", config.weights] if config.weights else []))
+WORKER_FIELDS = ("scale", "weights", "random_init", "threads", "repeats", "warmup")
+
+
+def worker_spec(runner: str, job: str, artifact: str, config: BenchConfig) -> str:
+    """A worker's argument: what it runs and the options of ``config`` it needs."""
+    return json.dumps({"runner": runner, "job": job, "artifact": artifact,
+                       **{name: getattr(config, name) for name in WORKER_FIELDS}})
+
+
+def worker_command(runner: str, job: str, artifact: str, config: BenchConfig) -> list[str]:
+    """The command line of a worker process (:mod:`lmfn_edge.evaluation.worker`)."""
+    return [sys.executable, "-m", "lmfn_edge.evaluation.worker", worker_spec(runner, job, artifact, config)]
 
 
 def _prepare(config: BenchConfig, model: torch.nn.Module, workdir: Path, say: Callable[[str], None],
@@ -221,7 +227,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
                     artifact = artifacts.get((job, runner)) if runner != "eager" else ""
                     if artifact is None:
                         continue
-                    out = subprocess.run(worker_args(runner, job, artifact, config), capture_output=True, text=True)
+                    out = subprocess.run(worker_command(runner, job, artifact, config), capture_output=True, text=True)
                     if out.returncode != 0:
                         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
                         raise BenchError(f"{runner} worker failed on {job}: {last}")
