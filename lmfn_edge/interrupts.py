@@ -28,7 +28,7 @@ was started as one of this project's commands (``python -m lmfn_edge.*``, ``trai
   removed, ``interrupted`` is printed, exit 130. Finished outputs are whole files: every
   output is renamed into place complete, or not at all.
 
-What remains uncovered is Python's own start-up before the package is imported (about 40 ms).
+What remains uncovered is Python's own start-up before the package is imported.
 Library callers (a Python program importing ``lmfn_edge``) keep Python's default behaviour
 outside :func:`handling`, and never get a hard exit.
 

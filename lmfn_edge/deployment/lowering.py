@@ -125,8 +125,8 @@ def one_intra_op_thread():
     """Run torch ops on one thread while lowering.
 
     Lowering is single-threaded Python over many tiny tensor ops (fake-tensor propagation,
-    constant folding); waking a second OpenMP thread for each costs more than it saves: the
-    full lmfn_x4 at 64x64 lowers in 58 s with one thread against 66 s with two on this machine.
+    constant folding); waking a second OpenMP thread for each costs more than it saves (measured
+    in docs/deployment.md, "Graph-level facts": export and lowering of the x4 at 64x64).
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -55,9 +55,9 @@ class NearestUpsample(nn.Module):
     """Nearest upsampling by an integer ``factor`` as a broadcast: reshape, multiply by ones, reshape.
 
     XNNPACK has no nearest resize, and a depthwise ``ConvTranspose2d`` (the obvious exact
-    re-expression) runs on its slow grouped-deconvolution path: 15-20 ms for 14 channels at
-    180x320 output against about 2 ms for the broadcast (measured at two threads). Rank 5 keeps
-    Core ML happy (the batch and channel axes are merged).
+    re-expression) runs on its slow grouped-deconvolution path, several times slower than the
+    broadcast (docs/architecture.md, "Deploy form"). Rank 5 keeps Core ML happy (the batch and
+    channel axes are merged).
     """
 
     def __init__(self, factor: int) -> None:
@@ -76,7 +76,7 @@ class PixelShuffleDeploy(nn.Module):
     channels share one axis): reshape, one permute, reshape.
 
     A one-hot ``ConvTranspose2d`` computes the same, but XNNPACK runs it on its slow
-    deconvolution path (37 ms against a few ms for the permute at 180x320 input, x4).
+    deconvolution path, about ten times slower than the permute (docs/architecture.md, "Deploy form").
     """
 
     def __init__(self, shuffle: nn.PixelShuffle) -> None:

@@ -3,7 +3,7 @@ package org.lmfnedge.imagecore;
 import java.util.Arrays;
 
 /**
- * Tile blending; mirrors {@code lmfn_edge.tiling} exactly, in float32 and in the same order.
+ * Tile blending; mirrors {@code lmfn_edge.runtime.tiling} exactly, in float32 and in the same order.
  *
  * <p>Along one axis a tile of output length {@code L} with output overlap {@code V} gets
  * {@code w[i] = min(rampStart[i], rampEnd[i])}, with {@code rampStart[i] = (i+1)/(V+1)} for

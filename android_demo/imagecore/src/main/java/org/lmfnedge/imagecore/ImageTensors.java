@@ -2,7 +2,7 @@ package org.lmfnedge.imagecore;
 
 /**
  * ARGB pixels (Android {@code Bitmap.getPixels}) to and from planar float CHW; mirrors
- * {@code lmfn_edge.tiling} exactly.
+ * {@code lmfn_edge.runtime.tiling} exactly.
  *
  * <p>uint8 to float: {@code v / 255f}. float to uint8: {@code floor(clamp(x, 0, 1) * 255f + 0.5f)}
  * in float32, NaN to 0. Alpha is ignored on input and written as 255 on output.

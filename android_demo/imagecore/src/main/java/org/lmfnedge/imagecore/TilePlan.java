@@ -5,7 +5,7 @@ import java.util.Collections;
 import java.util.List;
 
 /**
- * Overlapping tile plan; mirrors {@code lmfn_edge.tiling.plan_tiles} exactly.
+ * Overlapping tile plan; mirrors {@code lmfn_edge.runtime.tiling.plan_tiles} exactly.
  *
  * <p>Per axis the starts are {@code 0, stride, 2*stride, ...} with {@code stride = tile - overlap};
  * the last start is clamped to {@code size - tile} so the last tile ends at the image edge, and

@@ -5,7 +5,7 @@ import java.util.concurrent.CancellationException;
 import java.util.function.BooleanSupplier;
 
 /**
- * Whole-image upscaling with a fixed-tile program; mirrors {@code lmfn_edge.tiling.upscale_tiled}.
+ * Whole-image upscaling with a fixed-tile program; mirrors {@code lmfn_edge.runtime.tiling.upscale_tiled}.
  *
  * <p>Tiles run one row of tiles at a time. Float accumulators exist only for a band of
  * {@code scale * tile} output rows; rows no later tile row touches are converted to ARGB and
