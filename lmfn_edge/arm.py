@@ -163,7 +163,7 @@ def _run(args: argparse.Namespace) -> int:
 def compare(programs, cpus, env, args, say) -> list[ArmRow]:
     from tqdm import tqdm
 
-    from .deployment.int8 import golden_input
+    from .deployment.goldens import golden_input
     from .manifest import read_manifest
     from .model.weights import load_model
     from .runtime.arm import ArmError, run_pte

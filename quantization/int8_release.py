@@ -14,10 +14,10 @@ A file is refused unless it was tuned from the float weights the package embeds 
 (the sidecar of every int8 export then traces to the shipped float weights), and it is at most
 ``MAX_BYTES``. Shipping writes ``lmfn_edge/weights/lmfn_x{s}_int8.safetensors`` and, in
 ``lmfn_edge/data/int8_golden.json``, the program's fingerprint
-(:func:`~lmfn_edge.deployment.int8.program_fingerprint`: graph, int8 weights, scales) and its
-output on :func:`~lmfn_edge.deployment.int8.golden_input` in units of its output int8 step;
+(:func:`~lmfn_edge.deployment.goldens.program_fingerprint`: graph, int8 weights, scales) and its
+output on :func:`~lmfn_edge.deployment.goldens.golden_input` in units of its output int8 step;
 ``tests/test_default_weights.py`` rebuilds each program and checks the fingerprint exactly and
-the output within :data:`~lmfn_edge.deployment.int8.GOLDEN_CODES_RMS` steps (CPUs differ in
+the output within :data:`~lmfn_edge.deployment.goldens.GOLDEN_CODES_RMS` steps (CPUs differ in
 their fp32 kernels), so a change of the deploy form, the quantizer or torch that changes the int8
 program fails CI.
 """
@@ -32,24 +32,21 @@ import tempfile
 from pathlib import Path
 
 from lmfn_edge import cli
-from lmfn_edge.deployment.int8 import (
+from lmfn_edge.deployment.goldens import (
     ARM_GOLDEN,
     DYNAMIC_GOLDEN_STEP,
     GOLDEN_PATH,
     GOLDEN_SIDE,
-    Int8ParamsError,
     dynamic_golden_problems,
     encode_codes,
-    dynamic_program,
     golden_input,
     golden_problems,
     golden_record,
-    int8_program,
     output_codes,
     read_golden,
-    read_int8_params,
     store_golden,
 )
+from lmfn_edge.deployment.int8 import Int8ParamsError, dynamic_program, int8_program, read_int8_params
 from lmfn_edge.deployment.variants import DYNAMIC
 from lmfn_edge.errors import UsageError
 from lmfn_edge.files import atomic_write_text
@@ -148,7 +145,7 @@ def pin(precision: str, scales: tuple[int, ...] = (2, 3, 4)) -> None:
 
 def check() -> list[str]:
     """Rebuild every stored golden program; one line per program whose source, graph or output
-    drifted (:func:`lmfn_edge.deployment.int8.golden_problems`)."""
+    drifted (:func:`lmfn_edge.deployment.goldens.golden_problems`)."""
     problems = []
     for scale, entry in sorted(read_golden().items()):
         params = shipped(scale).int8_path

@@ -18,7 +18,7 @@ import torch
 from helpers import tiny_model
 
 from lmfn_edge.arm import grid_step, parity
-from lmfn_edge.deployment.int8 import golden_input
+from lmfn_edge.deployment.goldens import golden_input
 
 pytestmark = pytest.mark.arm
 
@@ -148,7 +148,7 @@ def test_shipped_x4_on_arm_matches_x86(env, shipped_x4, precision):
 def test_shipped_x4_int8_arm_golden(env, shipped_x4):
     # The shipped x4 int8 program's output on ARM, in output steps, as stored when it was pinned
     # (python -m quantization.int8_release --pin-arm): exactly, on every ARM int8 path.
-    from lmfn_edge.deployment.int8 import golden_codes, read_golden
+    from lmfn_edge.deployment.goldens import golden_codes, read_golden
     from lmfn_edge.registry import shipped
 
     entry = read_golden(precision="arm")[4]

@@ -118,13 +118,8 @@ def test_embedded_int8_parameters_rebuild_their_golden_program(scale):
     # (GOLDEN_CODES_RMS; the codes were written on another machine). That the int8 function is
     # *right* is checked elsewhere: against the float model on held-out photos
     # (docs/quantization.md) and the .pte against the q/dq program (test_quantization.py).
-    from lmfn_edge.deployment.int8 import (
-        golden_input,
-        golden_problems,
-        int8_program,
-        output_codes,
-        read_golden,
-    )
+    from lmfn_edge.deployment.goldens import golden_input, golden_problems, output_codes, read_golden
+    from lmfn_edge.deployment.int8 import int8_program
     from lmfn_edge.manifest import ShapeSpec
     from lmfn_edge.model.weights import sha256_file
 
@@ -145,7 +140,7 @@ def test_dynamic_variant_rebuilds_its_golden_program(scale):
     # The same kind of pin for int8-dynamic, built from the shipped float weights and the fp32
     # groups of int8_variants.json: the fingerprint exactly, the fp32 output within a tolerance
     # measured against other kernels (lmfn_edge.deployment.int8.dynamic_golden_problems).
-    from lmfn_edge.deployment.int8 import dynamic_golden_problems, read_golden
+    from lmfn_edge.deployment.goldens import dynamic_golden_problems, read_golden
     from lmfn_edge.deployment.variants import DYNAMIC, variant_groups
     from lmfn_edge.model import LMFNConfig
 
@@ -160,7 +155,7 @@ def test_embedded_int8_export_runs_the_golden_program(tmp_path):
     from executorch.runtime import Runtime
 
     from lmfn_edge import load_model
-    from lmfn_edge.deployment.int8 import golden_codes, golden_input, read_golden
+    from lmfn_edge.deployment.goldens import golden_codes, golden_input, read_golden
     from lmfn_edge.export import main as export_main
     from lmfn_edge.manifest import read_manifest
 

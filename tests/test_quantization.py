@@ -12,7 +12,7 @@ import torch
 
 from helpers import bent_model
 from lmfn_edge.deployment import QuantizedProgramError, load_quantized
-from lmfn_edge.deployment.int8 import output_step
+from lmfn_edge.deployment.goldens import output_step
 from lmfn_edge.deployment.pt2e import capture, fixed_parameter_names, prepare
 from lmfn_edge.export import main as export_main
 from lmfn_edge.io import save_image
