@@ -207,7 +207,7 @@ def test_dynamic_pte_is_one_delegate_and_matches_its_qdq_program(files, model, m
     assert err.max().item() <= 0.01, err.max().item()
 
 
-def test_release_pins_only_float_built_variants_and_keeps_every_record(tmp_path, monkeypatch, capsys):
+def test_release_pins_only_float_built_variants_and_keeps_every_record(tmp_path, capsys):
     import json
 
     from quantization import int8_release
@@ -215,11 +215,14 @@ def test_release_pins_only_float_built_variants_and_keeps_every_record(tmp_path,
     for argv in (["--pin", "int8"], ["--pin", "int8-dynamic", "--check"], []):
         assert int8_release.main(argv) == 2, argv
         assert capsys.readouterr().err.startswith("error: "), argv
+    from lmfn_edge.deployment.goldens import ARM_GOLDEN, store_golden
+
     golden = tmp_path / "golden.json"
     golden.write_text(json.dumps({"scales": {"2": {"static": 1}}}))
-    monkeypatch.setattr(int8_release, "GOLDEN_PATH", golden)
-    int8_release._store(3, {"dynamic": 1}, "int8-dynamic")
-    int8_release._store(4, {"static": 2})
+    store_golden(3, {"dynamic": 1}, "int8-dynamic", path=golden)
+    store_golden(4, {"static": 2}, path=golden)
+    store_golden(4, {"arm": 3}, ARM_GOLDEN, path=golden)
     data = json.loads(golden.read_text())
     assert data["scales"] == {"2": {"static": 1}, "4": {"static": 2}}
     assert data["variants"] == {"int8-dynamic": {"3": {"dynamic": 1}}}
+    assert data["arm"] == {"4": {"arm": 3}}
