@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lmfn_edge import arm, bench, evaluate, export, info, upscale, verify_coreml
-from quantization import numerics, ptq, qat
+from quantization import numerics, ptq, qat, shipped_numerics
 from training import loop_speed, release, skimage_photos, throughput, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +21,7 @@ PARSERS = {
     "train": train.build_parser, "release": release.build_parser, "skimage_photos": skimage_photos.build_parser,
     "throughput": throughput.build_parser, "qat": qat.build_parser, "ptq": ptq.build_parser,
     "numerics": numerics.build_parser, "loop_speed": loop_speed.build_parser,
+    "shipped_numerics": shipped_numerics.build_parser,
 }
 # The export command's own lines; anything else on its stderr is third-party noise.
 OWN_LINES = re.compile(r"^(exporting .*|torch\.export of the deploy form at .*|converting to Core ML .*|"

@@ -2,6 +2,7 @@
 and recorded with their training provenance (docs/model-card.md)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,3 +183,39 @@ def test_embedded_int8_export_runs_the_golden_program(tmp_path):
 
     golden = torch.from_numpy(golden_codes(entry).astype(np.float32)) * entry["step"]
     assert psnr_to_float(y) >= psnr_to_float(golden) - 0.5, (psnr_to_float(y), psnr_to_float(golden))
+
+
+# --- the shipped numerics (lmfn_edge/data/shipped_numerics.json) ------------------------------
+
+
+def _shipped_numerics() -> dict:
+    from quantization.shipped_numerics import NUMERICS_PATH
+
+    return json.loads(NUMERICS_PATH.read_text())
+
+
+def test_readme_and_model_card_quote_the_shipped_numerics():
+    # The prose numbers are the data's: eager over bicubic on the held-out photos, per scale.
+    rows = {s: v["rows"] for s, v in _shipped_numerics()["scales"].items()}
+    gains = [rows[s]["eager"]["psnr"] - rows[s]["bicubic"]["psnr"] for s in ("2", "3", "4")]
+    quoted = " / ".join(f"+{g:.2f}" for g in gains)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    card = (Path(__file__).resolve().parents[1] / "docs" / "model-card.md").read_text()
+    assert f"by {quoted} dB PSNR-Y at x2 / x3 / x4" in " ".join(readme.split()), quoted
+    losses = [rows[s]["eager"]["psnr"] - rows[s]["qdq:int8"]["psnr"] for s in ("2", "3", "4")]
+    assert f"Static int8 loses {min(losses):.2f}-{max(losses):.2f} dB on scikit-image's held-out photos" in \
+        " ".join(readme.split()), losses
+    assert all(f"+{g:.2f} dB (x{s})" in " ".join(card.split()) for g, s in zip(gains, (2, 3, 4))), gains
+
+
+# Four held-out photos x 3 scales x (bicubic, eager, two q/dq int8 programs): about 3 minutes.
+@pytest.mark.slow
+def test_shipped_numerics_are_the_stored_ones():
+    from quantization.shipped_numerics import compare, compute
+
+    stored = _shipped_numerics()
+    assert set(stored["scales"]) == {"2", "3", "4"}
+    actual = compute()
+    for scale, got in actual["scales"].items():  # what the weights are for, whatever was stored
+        assert got["rows"]["eager"]["psnr"] > got["rows"]["bicubic"]["psnr"], scale
+    assert compare(stored, actual) == []
