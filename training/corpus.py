@@ -42,12 +42,12 @@ from pathlib import Path
 import numpy as np
 
 from lmfn_edge import cli
-from lmfn_edge.errors import LmfnEdgeError, UsageError
+from lmfn_edge.errors import LmfnEdgeError
 from lmfn_edge.files import check_output
 from lmfn_edge.io import image_size, load_image, save_image
 
 from .skimage_photos import load_manifest as load_skimage_manifest
-from .skimage_photos import photo, pixel_sha256
+from .skimage_photos import photo, pixel_sha256, write_and_report
 
 __all__ = ["MANIFEST", "PACKAGES", "CorpusError", "build", "candidates", "license_of", "load_manifest", "textured"]
 
@@ -249,13 +249,8 @@ def _run(args: argparse.Namespace) -> int:
         for row in survey(work):
             print(f"{row['textured']:.3f}  {row['size']:>9}  {row['fate']:<28} {row['package']}/{row['file']}")
         return 0
-    try:
-        written = build(args.output, work, progress=not args.no_progress, suffix=f".{args.format}")
-    except ImportError as exc:
-        raise UsageError(f"scikit-image is required ({exc}); pip install scikit-image") from None
-    for side, paths in written.items():
-        print(f"{side}: {len(paths)} images in {args.output / side}")
-    return 0
+    return write_and_report(lambda: build(args.output, work, progress=not args.no_progress, suffix=f".{args.format}"),
+                            args.output)
 
 
 def main(argv: list[str] | None = None) -> int:

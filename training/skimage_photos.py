@@ -86,15 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run(args: argparse.Namespace) -> int:
-    check_output(args.output, folder=True, flag="OUTPUT")
+def write_and_report(write, output: Path) -> int:
+    """Run ``write()`` (it writes ``train/`` and ``heldout/`` under ``output`` and returns the
+    paths per side) and print a line per side; without scikit-image, a one-line error."""
     try:
-        written = write_split(args.output)
+        written = write()
     except ImportError as exc:
         raise UsageError(f"scikit-image is required ({exc}); pip install scikit-image") from None
     for side, paths in written.items():
-        print(f"{side}: {len(paths)} images in {args.output / side}")
+        print(f"{side}: {len(paths)} images in {output / side}")
     return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    check_output(args.output, folder=True, flag="OUTPUT")
+    return write_and_report(lambda: write_split(args.output), args.output)
 
 
 def main(argv: list[str] | None = None) -> int:
