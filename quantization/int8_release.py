@@ -54,7 +54,6 @@ from lmfn_edge.manifest import ShapeSpec
 from lmfn_edge.model.weights import load_model, sha256_file
 from lmfn_edge.registry import REGISTRY_PATH, WEIGHTS_DIR, int8_params_name, model_name, models, shipped
 
-
 __all__ = ["ARM_PIN_CPUS", "MAX_BYTES", "arm_entry", "check", "dynamic_entry", "golden_entry", "pin", "release"]
 
 MAX_BYTES = 2_300_000  # "about 2 MB a scale": the float weights (1.6 MB) plus fake-quant state

@@ -28,8 +28,8 @@ import torch
 from lmfn_edge import cli, create_model, model_name
 from lmfn_edge.deployment import QuantizedInfo, export, export_quantized
 from lmfn_edge.evaluation import Method, evaluate
-from lmfn_edge.imresize import bicubic_downscale
 from lmfn_edge.files import atomic_write_text
+from lmfn_edge.imresize import bicubic_downscale
 from lmfn_edge.io import save_image
 from lmfn_edge.manifest import ShapeSpec
 from lmfn_edge.model import LMFN

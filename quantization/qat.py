@@ -42,12 +42,12 @@ from lmfn_edge.deployment.pt2e import (
 from lmfn_edge.deployment.quantized import QuantizedInfo, save_quantized
 from lmfn_edge.manifest import DYNAMIC_MULTIPLE, MIN_DYNAMIC, padded_side
 from lmfn_edge.model import model_name
-from lmfn_edge.registry import int8_params_name
 from lmfn_edge.model.weights import load_model
+from lmfn_edge.registry import int8_params_name
 from training.checkpoint import CheckpointError
+from training.cli import add_run_arguments, resolve_config
 from training.config import ConfigError
 from training.engine import validate
-from training.cli import add_run_arguments, resolve_config
 from training.loop import Trainer
 
 from .config import QATConfig

@@ -32,8 +32,8 @@ from tqdm import tqdm
 
 from lmfn_edge import cli
 from lmfn_edge.deployment.variants import DYNAMIC, MIXED, VARIANTS_PATH, convert_islands, dynamic_converted, groups
-from lmfn_edge.imresize import bicubic_downscale
 from lmfn_edge.files import atomic_write_text, check_output
+from lmfn_edge.imresize import bicubic_downscale
 from lmfn_edge.io import load_image
 from lmfn_edge.metrics import hwc_uint8_to_chw_float, psnr, tensor_to_uint8
 from lmfn_edge.model.weights import load_model

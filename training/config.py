@@ -19,12 +19,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from lmfn_edge.architecture import LMFNConfig, config_for
 from lmfn_edge.errors import UsageError

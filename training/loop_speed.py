@@ -31,8 +31,8 @@ from typing import Any, Iterator
 
 from lmfn_edge import cli
 from lmfn_edge.errors import UsageError
-from lmfn_edge.hardware import cpu_info, describe_cpu
 from lmfn_edge.files import atomic_write_text, check_output
+from lmfn_edge.hardware import cpu_info, describe_cpu
 
 from .config import TrainConfig, load_config
 from .train import FloatTrainer

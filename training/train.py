@@ -23,8 +23,8 @@ from lmfn_edge import cli
 from lmfn_edge.model import LMFN
 
 from .checkpoint import CheckpointError, init_from, read_init_state
-from .config import TrainConfig
 from .cli import add_run_arguments, resolve_config
+from .config import TrainConfig
 from .loop import Trainer, copy_for_ema
 
 __all__ = ["FloatTrainer", "train", "main"]

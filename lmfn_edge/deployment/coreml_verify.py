@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
-from ..metrics import hwc_uint8_to_chw_float, psnr_float
 from ..manifest import (
     DYNAMIC_MULTIPLE,
     MIN_DYNAMIC,
@@ -38,6 +37,7 @@ from ..manifest import (
     read_manifest,
     sidecar_path,
 )
+from ..metrics import hwc_uint8_to_chw_float, psnr_float
 from ..model.weights import load_model, sha256_file
 from ..registry import shipped
 from .coreml_eval import MILEvaluator

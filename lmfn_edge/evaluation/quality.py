@@ -26,10 +26,10 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
+from .. import datasets
 from ..checks import check_integer
 from ..errors import UsageError
 from ..imresize import bicubic_downscale, bicubic_upscale
-from .. import datasets
 from ..io import load_image, save_image
 from ..manifest import package_versions, read_manifest
 from ..metrics import psnr, ssim
