@@ -161,6 +161,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def compare(programs, cpus, env, args, say) -> list[ArmRow]:
+    import torch
     from tqdm import tqdm
 
     from .deployment.goldens import golden_input
@@ -181,8 +182,6 @@ def compare(programs, cpus, env, args, say) -> list[ArmRow]:
         x = golden_input(max(h, w))[..., :h, :w].numpy()
         x86 = backend.run(x)
         model, _ = load_model(manifest.scale, weights=args.weights, random_init=args.random_init)
-        import torch
-
         with torch.no_grad():
             eager = model(torch.from_numpy(x)).numpy()
         step = grid_step(x86)

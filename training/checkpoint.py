@@ -99,7 +99,7 @@ def check_structure(ckpt: dict[str, Any], source: str) -> None:
 
     if ckpt["kind"] not in ("train", "qat"):
         raise wrong("kind", "'train' or 'qat'")
-    if not _is_int(ckpt["step"]) or ckpt["step"] < 0:
+    if not is_integer(ckpt["step"]) or ckpt["step"] < 0:
         raise wrong("step", "an integer >= 0")
     for key in ("model", "ema"):
         state = ckpt[key]
@@ -115,8 +115,8 @@ def check_structure(ckpt: dict[str, Any], source: str) -> None:
     if not isinstance(rngs, list) or not rngs or not all(_restorable(r) for r in rngs):
         raise wrong("rng", "a list of python/numpy/torch RNG states")
     sampler = ckpt["sampler"]
-    if not isinstance(sampler, dict) or not _is_int(sampler.get("next_step")) \
-            or not (sampler.get("num_images") is None or _is_int(sampler["num_images"]) and sampler["num_images"] > 0):
+    if not isinstance(sampler, dict) or not is_integer(sampler.get("next_step")) \
+            or not (sampler.get("num_images") is None or is_integer(sampler["num_images"]) and sampler["num_images"] > 0):
         raise wrong("sampler", "a sampler position (next_step, num_images)")
     for key in ("config", "model_config"):
         if not isinstance(ckpt[key], dict):
@@ -125,12 +125,8 @@ def check_structure(ckpt: dict[str, Any], source: str) -> None:
         LMFNConfig.from_dict(ckpt["model_config"])
     except ValueError as exc:
         raise CheckpointError(f"{source}: its model_config is invalid ({exc})") from None
-    if "world_size" in ckpt and (not _is_int(ckpt["world_size"]) or ckpt["world_size"] < 1):
+    if "world_size" in ckpt and (not is_integer(ckpt["world_size"]) or ckpt["world_size"] < 1):
         raise wrong("world_size", "an integer >= 1")
-
-
-def _is_int(value: Any) -> bool:
-    return is_integer(value)
 
 
 def _restorable(state: Any) -> bool:
