@@ -47,6 +47,8 @@ class Delegation:
     delegated_nodes: int
     non_delegated_nodes: int
     non_delegated_ops: dict[str, int] = field(default_factory=dict)
+    # XNNPACK only: the LMFN module of each delegated node (lmfn_edge.deployment.xnnpack_map).
+    modules: dict | None = None
 
     @property
     def non_delegated_compute_ops(self) -> dict[str, int]:
@@ -54,6 +56,8 @@ class Delegation:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        if d["modules"] is None:
+            del d["modules"]
         d["non_delegated_compute_ops"] = self.non_delegated_compute_ops
         return d
 
@@ -79,7 +83,12 @@ def delegation_summary(graph_module: torch.fx.GraphModule, backend: str) -> Dele
                 continue
             name = getattr(node.target, "__name__", str(node.target))
             left[".".join(name.split(".")[:2]) if name.startswith("aten") else name] += 1
-    return Delegation(backend, subgraphs, delegated, sum(left.values()), dict(sorted(left.items())))
+    modules = None
+    if backend == "xnnpack":
+        from .xnnpack_map import module_map
+
+        modules = module_map(graph_module)
+    return Delegation(backend, subgraphs, delegated, sum(left.values()), dict(sorted(left.items())), modules)
 
 
 @contextmanager
