@@ -2,7 +2,7 @@
 
 Each runtime runs in its own worker process, in turns; read the ratios, which are measured side
 by side (see :mod:`lmfn_edge.evaluation.latency`). ``--profile P.pte`` prints where one
-program's time goes instead, per operator (:mod:`lmfn_edge.evaluation.profile`).
+program's time goes instead, per operator and per LMFN module (:mod:`lmfn_edge.evaluation.profile`).
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", default=",".join(JOBS), help=f"comma-separated, from {', '.join(JOBS)} (default: all)")
     p.add_argument("--int8-pte", nargs=2, action="append", metavar=("JOB", "PTE"),
                    help="an int8 .pte for a job (repeatable; one per int8 variant and job)")
-    p.add_argument("--profile", metavar="PTE", help="instead: a per-operator table of this .pte (ExecuTorch etdump), "
-                                                    "--repeats timed runs after --warmup at --threads")
-    p.add_argument("--top", type=cli.int_at_least(1), default=20, help="operators listed by --profile (default 20)")
+    p.add_argument("--profile", metavar="PTE", help="instead: where this .pte's time goes, per XNNPACK kernel and per LMFN "
+                                                    "module and block (ExecuTorch etdump), --repeats timed runs after "
+                                                    "--warmup at --threads")
+    p.add_argument("--top", type=cli.int_at_least(1), default=20, help="rows of the kernel and module tables of --profile (default 20)")
     cli.add_json(p)
     return p
 
