@@ -8,13 +8,16 @@ written by ``training.skimage_photos``), with the benchmark protocol (MATLAB bic
 channel, ``scale`` pixels cropped). Rows:
 
 - ``bicubic`` and ``eager`` (the float model on whole images);
+- ``pte:fp32``: the default export (``python -m lmfn_edge.export --scale S``: an XNNPACK fp32
+  program with a 128x128 tile) run by ExecuTorch through the tiler, as the app runs it;
 - ``qdq:int8`` and ``qdq:int8-dynamic``: the q/dq programs of the static and dynamic int8
   variants in PyTorch, tiled at the default tile and overlap: what their ``.pte`` compute within
   rounding (``tests/test_quantization.py`` compares the two), without minutes of lowering.
 
-Not stored: the fp32 ``.pte`` (it equals eager within 2e-6, ``tests/test_export.py``) and Core ML
-fp16 through the numpy evaluator (docs/coreml-verification.md has its PSNR bound); each would
-add minutes of lowering or conversion per scale to CI.
+Not stored: Core ML fp16 through the numpy evaluator. Its prediction needs macOS, and the numpy
+evaluator takes 4-7 s per 64x64 fp16 tile on this machine (docs/coreml-verification.md, which
+has its PSNR bound), some 10 minutes for the three scales' photos: more than this check's share
+of CI.
 
     python -m quantization.shipped_numerics            # recompute and compare (exit 1 on drift)
     python -m quantization.shipped_numerics --write    # recompute and store
@@ -29,7 +32,8 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from lmfn_edge import cli
+from lmfn_edge import cli, load_model
+from lmfn_edge.deployment import export
 from lmfn_edge.evaluation import evaluate, parse_methods
 from lmfn_edge.files import atomic_write_text
 from lmfn_edge.registry import SCALES, shipped
@@ -37,11 +41,11 @@ from lmfn_edge.registry import SCALES, shipped
 __all__ = ["NUMERICS_PATH", "compare", "compute"]
 
 NUMERICS_PATH = Path(str(resources.files("lmfn_edge") / "data" / "shipped_numerics.json"))
-METHODS = "bicubic,eager,qdq:int8,qdq:int8-dynamic"
+METHODS = "bicubic,eager,qdq:int8,qdq:int8-dynamic"  # and pte:fp32, exported first
 # How far a recomputed number may move: bicubic and eager are float32 on whole images (other
 # CPUs sum in other orders, far below 0.001 dB); the q/dq programs round fp32 accumulations to
 # int8 grids, so a kernel difference can flip a value by one step.
-TOLERANCE = {"bicubic": (0.002, 2e-5), "eager": (0.002, 2e-5), "qdq:int8": (0.02, 2e-4),
+TOLERANCE = {"bicubic": (0.002, 2e-5), "eager": (0.002, 2e-5), "pte:fp32": (0.002, 2e-5), "qdq:int8": (0.02, 2e-4),
              "qdq:int8-dynamic": (0.02, 2e-4)}  # (PSNR dB, SSIM)
 
 
@@ -58,12 +62,16 @@ def compute(scales=SCALES, progress: bool = False) -> dict:
         heldout = write_split(Path(tmp))["heldout"]
         out["photos"] = [p.stem for p in heldout]
         for scale in scales:
-            report = evaluate([heldout[0].parent], scale, parse_methods(METHODS), progress=progress)
+            pte = Path(tmp) / f"x{scale}_fp32.pte"
+            model, record = load_model(scale)
+            export(model, "xnnpack", pte, weights=record)
+            report = evaluate([heldout[0].parent], scale, parse_methods(f"{METHODS},pte:{pte}"), progress=progress)
             (dataset,) = report.datasets
-            model = shipped(scale)
+            files = shipped(scale)
             out["scales"][str(scale)] = {
-                "weights_sha256": model.weights_sha256, "int8_sha256": model.int8_sha256,
-                "rows": {label: {"psnr": round(per[dataset]["psnr"], 4), "ssim": round(per[dataset]["ssim"], 5)}
+                "weights_sha256": files.weights_sha256, "int8_sha256": files.int8_sha256,
+                "rows": {("pte:fp32" if label == f"pte:{pte.name}" else label):
+                         {"psnr": round(per[dataset]["psnr"], 4), "ssim": round(per[dataset]["ssim"], 5)}
                          for label, per in report.results.items()},
             }
     return out

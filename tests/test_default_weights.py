@@ -208,7 +208,8 @@ def test_readme_and_model_card_quote_the_shipped_numerics():
     assert all(f"+{g:.2f} dB (x{s})" in " ".join(card.split()) for g, s in zip(gains, (2, 3, 4))), gains
 
 
-# Four held-out photos x 3 scales x (bicubic, eager, two q/dq int8 programs): about 3 minutes.
+# Four held-out photos x 3 scales x (bicubic, eager, the fp32 .pte, two q/dq int8 programs), and
+# three fp32 lowerings: about 6 minutes.
 @pytest.mark.slow
 def test_shipped_numerics_are_the_stored_ones():
     from quantization.shipped_numerics import compare, compute

@@ -159,6 +159,12 @@ def test_fp32_profile_names_each_module_s_convolutions(fixed_pte):
     model, result = fixed_pte  # TINY: every cell type in one building module
     profile = _check_profile(result.path, model)
     assert {("blocks.0", "DSConv"), ("blocks.0", "LKA"), ("head", "Head")} <= {(p.block, p.module) for p in profile.parts}
+    text = profile.markdown(top=3)
+    by_block = text.split("By block:")[1].split("By module in each block")[0]
+    rows = [line.split(" | ") for line in by_block.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [r[0] for r in rows[:2]] == ["| head", "| blocks.0"]  # in the network's order
+    assert sum(float(r[3].rstrip(" %|")) for r in rows) == pytest.approx(100, abs=0.1 * len(rows))
+    assert "| block | module | calls | ms | share |" in text and "more) | |" in text
 
 
 def test_int8_profile_names_each_module_s_convolutions(tmp_path, tiny_pt2):
