@@ -47,7 +47,7 @@ def _union_kinds() -> tuple[str, ...]:
     """The node kinds of the installed XNNPACK schema, in union order (type 1 is the first)."""
     from executorch.backends.xnnpack import serialization
 
-    schema = (Path(next(iter(serialization.__path__))) / "schema.fbs").read_text()
+    schema = re.sub(r"//[^\n]*", "", (Path(next(iter(serialization.__path__))) / "schema.fbs").read_text())
     body = re.search(r"union\s+XNodeUnion\s*\{(.*?)\}", schema, re.S)
     if body is None:
         raise RuntimeError("XNNPACK's schema.fbs has no XNodeUnion")
