@@ -104,8 +104,8 @@ def _plain_path(path: str) -> str:
 def module_map(graph_module: torch.fx.GraphModule) -> dict | None:
     """The map described in the module docstring for an edge graph after lowering, or ``None``
     when it has no XNNPACK delegate."""
-    parts: dict[str, int] = {}
-    classes: list[str] = []
+    parts: dict[str, int] = {}  # module path -> index into labels
+    labels: list[str] = []  # "Class path", as the sidecar stores them
     kinds: dict[str, int] = {}
     delegates = []
     for node in graph_module.graph.nodes:
@@ -119,17 +119,21 @@ def module_map(graph_module: torch.fx.GraphModule) -> dict | None:
             stack = _lmfn_stack(inner) if inner.op == "call_function" else []
             for path, cls in stack:
                 if path not in parts:
-                    parts[path] = len(classes)
-                    classes.append(f"{cls} {path}" if path else cls)
+                    parts[path] = len(labels)
+                    labels.append(f"{cls} {path}" if path else cls)
             if stack:
                 owner[inner] = parts[stack[-1][0]]
-        for _ in range(3):  # q/dq nodes: the value's module (an input's quantize: its dequantize's user's)
+        # q/dq nodes: the module of the value they convert, or of its user (an input's quantize
+        # reaches its module through the dequantize after it), until no node is left to place.
+        placed = True
+        while placed:
+            placed = False
             for inner in lowered.original_module.graph.nodes:
                 if inner.op == "call_function" and inner not in owner:
-                    sources = [a for a in inner.args if isinstance(a, torch.fx.Node) and a in owner]
-                    users = [u for u in inner.users if u in owner]
-                    if sources or users:
-                        owner[inner] = owner[(sources or users)[0]]
+                    near = [a for a in inner.args if isinstance(a, torch.fx.Node) and a in owner]
+                    near = near or [u for u in inner.users if u in owner]
+                    if near:
+                        owner[inner], placed = owner[near[0]], True
         by_handle = {n.meta["debug_handle"]: part for n, part in owner.items()
                      if isinstance(n.meta.get("debug_handle"), int)}
         tokens, previous = [], None
@@ -143,7 +147,7 @@ def module_map(graph_module: torch.fx.GraphModule) -> dict | None:
         delegates.append(" ".join(tokens))
     if not delegates:
         return None
-    return {"version": MAP_VERSION, "parts": classes, "kinds": list(kinds), "nodes": delegates}
+    return {"version": MAP_VERSION, "parts": labels, "kinds": list(kinds), "nodes": delegates}
 
 
 class ModuleMapError(ValueError):
